@@ -5,7 +5,25 @@
 
 mod backend_id;
 mod clock;
+mod config;
+pub mod cookie;
+mod failover;
+mod outcome;
+pub mod placement;
+mod router;
+mod source;
+mod stats;
+pub mod table;
 pub mod token;
 
 pub use backend_id::{BackendId, StableId};
 pub use clock::Clock;
+pub use config::{Ejection, StickyConfig};
+pub use cookie::{CookieConfig, CookieLifetime, SameSite};
+pub use failover::FailoverPolicy;
+pub use outcome::{Outcome, Reason};
+pub use placement::Placement;
+pub use router::{Decision, Router};
+pub use source::{AffinityKey, AffinitySource, PeerAddr};
+pub use stats::{BackendStats, Stats};
+pub use table::{BackendState, BackendTable};

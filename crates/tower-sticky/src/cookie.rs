@@ -1,0 +1,305 @@
+//! The cookie codec: finding our token in `Cookie` headers, removing it
+//! before the backend sees the request, and writing `Set-Cookie`.
+//!
+//! Works on `http::HeaderMap` alone, so every adapter shares it.
+
+use std::time::Duration;
+
+use http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE};
+use http::{HeaderMap, HeaderValue};
+
+/// `SameSite` attribute of the affinity cookie.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SameSite {
+    /// Sent only on same-site requests.
+    Strict,
+    /// Sent on same-site requests and top-level navigations (browser default).
+    Lax,
+    /// Sent on all requests; forces `Secure`, as browsers require.
+    None,
+}
+
+/// How long the browser keeps the cookie (GEP-1619 `cookieConfig.lifetimeType`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CookieLifetime {
+    /// Until the browser session ends (no `Max-Age`). The default.
+    Session,
+    /// For this long (`Max-Age`).
+    Permanent(Duration),
+}
+
+/// The affinity cookie's name and attributes.
+///
+/// ```
+/// use tower_sticky::{CookieConfig, SameSite};
+/// let cookie = CookieConfig::new("sticky").path("/").secure(true).same_site(SameSite::Lax);
+/// assert_eq!(cookie.name(), "sticky");
+/// ```
+#[derive(Clone, Debug)]
+pub struct CookieConfig {
+    pub(crate) name: String,
+    path: Option<String>,
+    domain: Option<String>,
+    secure: bool,
+    http_only: bool,
+    same_site: Option<SameSite>,
+    lifetime: CookieLifetime,
+}
+
+impl Default for CookieConfig {
+    fn default() -> Self {
+        Self::new("sticky")
+    }
+}
+
+impl CookieConfig {
+    /// A cookie called `name`, with `Path=/`, `HttpOnly`, `SameSite=Lax`, session lifetime.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            path: Some("/".into()),
+            domain: None,
+            secure: false,
+            http_only: true,
+            same_site: Some(SameSite::Lax),
+            lifetime: CookieLifetime::Session,
+        }
+    }
+
+    /// The cookie name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Sets `Path`.
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = Some(path.into());
+        self
+    }
+
+    /// Sets `Domain`.
+    pub fn domain(mut self, domain: impl Into<String>) -> Self {
+        self.domain = Some(domain.into());
+        self
+    }
+
+    /// Sets `Secure` (only sent over HTTPS).
+    pub fn secure(mut self, secure: bool) -> Self {
+        self.secure = secure;
+        self
+    }
+
+    /// Sets `HttpOnly` (not readable by page scripts). On by default.
+    pub fn http_only(mut self, http_only: bool) -> Self {
+        self.http_only = http_only;
+        self
+    }
+
+    /// Sets `SameSite`; `SameSite::None` also sets `Secure`.
+    pub fn same_site(mut self, same_site: SameSite) -> Self {
+        self.same_site = Some(same_site);
+        self
+    }
+
+    /// Sets the cookie lifetime.
+    pub fn lifetime(mut self, lifetime: CookieLifetime) -> Self {
+        self.lifetime = lifetime;
+        self
+    }
+
+    /// The `Set-Cookie` value carrying `token`.
+    pub fn set_cookie(&self, token: &str) -> HeaderValue {
+        let mut c = cookie::Cookie::new(self.name.as_str(), token);
+        if let Some(p) = &self.path {
+            c.set_path(p.as_str());
+        }
+        if let Some(d) = &self.domain {
+            c.set_domain(d.as_str());
+        }
+        c.set_http_only(self.http_only);
+        let same_site_none = self.same_site == Some(SameSite::None);
+        c.set_secure(self.secure || same_site_none);
+        c.set_same_site(self.same_site.map(|s| match s {
+            SameSite::Strict => cookie::SameSite::Strict,
+            SameSite::Lax => cookie::SameSite::Lax,
+            SameSite::None => cookie::SameSite::None,
+        }));
+        if let CookieLifetime::Permanent(d) = self.lifetime {
+            c.set_max_age(cookie::time::Duration::seconds(d.as_secs() as i64));
+        }
+        HeaderValue::try_from(c.to_string()).expect("cookie attributes are valid header text")
+    }
+}
+
+/// Iterates `name=value` pairs over every `Cookie` header (HTTP/2 sends one
+/// header per cookie). Values are raw bytes: never trusted, never decoded here.
+fn pairs(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
+        .filter_map(|pair| {
+            let pair = trim(pair);
+            let eq = pair.iter().position(|&b| b == b'=')?;
+            Some((trim(&pair[..eq]), trim(&pair[eq + 1..])))
+        })
+}
+
+fn pair_name(pair: &[u8]) -> &[u8] {
+    trim(pair.split(|&b| b == b'=').next().unwrap_or(b""))
+}
+
+fn trim(s: &[u8]) -> &[u8] {
+    let start = s.iter().position(|&b| b != b' ' && b != b'\t').unwrap_or(s.len());
+    let end = s.iter().rposition(|&b| b != b' ' && b != b'\t').map_or(start, |e| e + 1);
+    &s[start..end]
+}
+
+/// The value of the first cookie called `name`, without allocating.
+pub fn find_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
+    pairs(headers)
+        .find(|(n, _)| *n == name.as_bytes())
+        .map(|(_, v)| v)
+}
+
+/// Removes every cookie called `name` from the request's `Cookie` headers,
+/// keeping the application's cookies byte for byte. Allocates only when the
+/// cookie shares a header with other cookies.
+pub fn strip_cookie(headers: &mut HeaderMap, name: &str) {
+    let ours = |p: &[u8]| pair_name(p) == name.as_bytes();
+    let has = |v: &HeaderValue| v.as_bytes().split(|&b| b == b';').any(ours);
+    if !headers.get_all(COOKIE).iter().any(has) {
+        return;
+    }
+    let old: Vec<HeaderValue> = match headers.entry(COOKIE) {
+        http::header::Entry::Occupied(e) => e.remove_entry_mult().1.collect(),
+        http::header::Entry::Vacant(_) => return,
+    };
+    for v in old {
+        if !has(&v) {
+            headers.append(COOKIE, v);
+            continue;
+        }
+        let kept: Vec<&[u8]> = v
+            .as_bytes()
+            .split(|&b| b == b';')
+            .map(trim)
+            .filter(|p| !p.is_empty() && !ours(p))
+            .collect();
+        if kept.is_empty() {
+            continue;
+        }
+        let joined = kept.join(&b"; "[..]);
+        if let Ok(v) = HeaderValue::from_bytes(&joined) {
+            headers.append(COOKIE, v);
+        }
+    }
+}
+
+/// Appends `Set-Cookie` (never replacing the application's own) and makes
+/// the response uncacheable by shared caches, like HAProxy's `nocache`:
+/// a response that pins a user must not be served to other users.
+pub fn append_set_cookie(headers: &mut HeaderMap, set_cookie: HeaderValue) {
+    headers.append(SET_COOKIE, set_cookie);
+    mark_private(headers);
+}
+
+/// Makes a response private to one user: `Cache-Control: private` is added,
+/// and `public` / `s-maxage` directives that would contradict it are dropped.
+pub fn mark_private(headers: &mut HeaderMap) {
+    let existing: Vec<&str> = headers
+        .get_all(CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    let lower = |d: &str| d.to_ascii_lowercase();
+    if existing
+        .iter()
+        .any(|d| matches!(lower(d).as_str(), "private" | "no-store"))
+    {
+        return;
+    }
+    let mut out = String::from("private");
+    for d in existing {
+        let l = lower(d);
+        if l == "public" || l.starts_with("s-maxage") {
+            continue;
+        }
+        out.push_str(", ");
+        out.push_str(d);
+    }
+    if let Ok(v) = HeaderValue::try_from(out) {
+        headers.insert(CACHE_CONTROL, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(cookies: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for c in cookies {
+            h.append(COOKIE, HeaderValue::from_str(c).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn finds_in_any_cookie_header() {
+        let h = map(&["a=1; b=2", "sticky=TOKEN", "c=3"]);
+        assert_eq!(find_cookie(&h, "sticky"), Some(&b"TOKEN"[..]));
+        assert_eq!(find_cookie(&h, "b"), Some(&b"2"[..]));
+        assert_eq!(find_cookie(&h, "stick"), None);
+        assert_eq!(find_cookie(&map(&["xsticky=1"]), "sticky"), None);
+    }
+
+    #[test]
+    fn strips_only_ours() {
+        let mut h = map(&["a=1; sticky=T; b=2", "sticky=T", "c=3"]);
+        strip_cookie(&mut h, "sticky");
+        let all: Vec<_> = h.get_all(COOKIE).iter().map(|v| v.to_str().unwrap()).collect();
+        assert_eq!(all, ["c=3", "a=1; b=2"]);
+        let mut untouched = map(&["stickyx=1; a=2"]);
+        strip_cookie(&mut untouched, "sticky");
+        assert_eq!(untouched.get(COOKIE).unwrap(), "stickyx=1; a=2");
+    }
+
+    #[test]
+    fn set_cookie_attributes() {
+        let c = CookieConfig::new("s")
+            .path("/app")
+            .domain("example.com")
+            .same_site(SameSite::None)
+            .lifetime(CookieLifetime::Permanent(Duration::from_secs(3600)));
+        let v = c.set_cookie("TOK");
+        let s = v.to_str().unwrap();
+        for part in ["s=TOK", "Path=/app", "Domain=example.com", "Secure", "HttpOnly", "SameSite=None", "Max-Age=3600"] {
+            assert!(s.contains(part), "{s} lacks {part}");
+        }
+        let session = CookieConfig::new("s").http_only(false).same_site(SameSite::Strict).set_cookie("x");
+        let s = session.to_str().unwrap();
+        assert!(!s.contains("Max-Age") && !s.contains("HttpOnly") && !s.contains("Secure"));
+        assert!(s.contains("SameSite=Strict"));
+    }
+
+    #[test]
+    fn appends_and_marks_private() {
+        let mut h = HeaderMap::new();
+        h.append(SET_COOKIE, HeaderValue::from_static("app=1"));
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=60, s-maxage=600"));
+        append_set_cookie(&mut h, HeaderValue::from_static("sticky=x"));
+        assert_eq!(h.get_all(SET_COOKIE).iter().count(), 2);
+        assert_eq!(h.get(CACHE_CONTROL).unwrap(), "private, max-age=60");
+        let mut none = HeaderMap::new();
+        mark_private(&mut none);
+        assert_eq!(none.get(CACHE_CONTROL).unwrap(), "private");
+        let mut nostore = HeaderMap::new();
+        nostore.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        mark_private(&mut nostore);
+        assert_eq!(nostore.get(CACHE_CONTROL).unwrap(), "no-store");
+    }
+}
