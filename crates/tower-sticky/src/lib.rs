@@ -14,6 +14,7 @@ mod router;
 mod source;
 mod stats;
 pub mod table;
+pub mod service;
 pub mod token;
 
 pub use backend_id::{BackendId, StableId};
@@ -26,4 +27,5 @@ pub use placement::Placement;
 pub use router::{Decision, Router};
 pub use source::{AffinityKey, AffinitySource, PeerAddr};
 pub use stats::{BackendStats, Stats};
+pub use service::{Sticky, StickyLayer};
 pub use table::{BackendState, BackendTable};

@@ -110,6 +110,8 @@ impl<K: StableId + PartialEq, T> BackendTable<K, T> {
                 return Err(IdCollision(id));
             }
             e.value = value;
+            // Rediscovered within its grace period: back in service.
+            e.status.clear_removed();
             return Ok(i);
         }
         let status = Arc::new(BackendStatus::new(now_ms, 1, self.total_in_flight.clone()));

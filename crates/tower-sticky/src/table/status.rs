@@ -168,6 +168,10 @@ impl BackendStatus {
             .compare_exchange(0, now_ms.max(1), Relaxed, Relaxed);
     }
 
+    pub(crate) fn clear_removed(&self) {
+        self.removed_ms.store(0, Relaxed);
+    }
+
     pub(crate) fn removed_ms(&self) -> Option<u64> {
         match self.removed_ms.load(Relaxed) {
             0 => None,

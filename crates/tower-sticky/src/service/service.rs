@@ -1,0 +1,215 @@
+use std::fmt;
+use std::hash::Hash;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower::discover::{Change, Discover};
+use tower::ready_cache::ReadyCache;
+use tower_service::Service;
+
+use super::error::{self, BoxError};
+use super::ResponseFuture;
+use crate::table::BackendTable;
+use crate::{Router, Stats, StableId, StickyConfig};
+
+/// Session-affinity routing over a `Discover` backend set. See the
+/// [module docs](crate::service).
+pub struct Sticky<D, B>
+where
+    D: Discover,
+    D::Key: Hash,
+    D::Service: Service<Request<B>>,
+{
+    discover: D,
+    services: ReadyCache<D::Key, D::Service, Request<B>>,
+    table: BackendTable<D::Key>,
+    router: Router,
+    /// Backends marked removed and waiting out their grace period.
+    removed_pending: usize,
+}
+
+impl<D, B> Sticky<D, B>
+where
+    D: Discover,
+    D::Key: Hash + Eq,
+    D::Service: Service<Request<B>>,
+    <D::Service as Service<Request<B>>>::Error: Into<BoxError>,
+{
+    /// Routes over the backends `discover` yields.
+    pub fn new(discover: D, config: StickyConfig) -> Self {
+        Self {
+            discover,
+            services: ReadyCache::default(),
+            table: BackendTable::default(),
+            router: Router::new(config),
+            removed_pending: 0,
+        }
+    }
+
+    /// The discovery stream.
+    pub fn get_ref(&self) -> &D {
+        &self.discover
+    }
+
+    /// The discovery stream, mutably.
+    pub fn get_mut(&mut self) -> &mut D {
+        &mut self.discover
+    }
+
+    /// The decision engine (configuration and counters).
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// The backend table: states and counters of every backend.
+    pub fn table(&self) -> &BackendTable<D::Key> {
+        &self.table
+    }
+
+    /// A snapshot of every counter and backend state.
+    pub fn stats(&self) -> Stats<D::Key>
+    where
+        D::Key: Clone,
+    {
+        self.router.stats(&self.table)
+    }
+}
+
+impl<D, B> Sticky<D, B>
+where
+    D: Discover + Unpin,
+    D::Key: StableId + Hash + Eq + Clone,
+    D::Service: Service<Request<B>>,
+    <D::Service as Service<Request<B>>>::Error: Into<BoxError>,
+    D::Error: Into<BoxError>,
+{
+    /// Stops giving the backend new sessions; its pinned sessions stay.
+    pub fn drain(&self, key: &D::Key) -> bool {
+        self.table
+            .get_by_id(key.stable_id())
+            .map(|b| b.status().drain())
+            .is_some()
+    }
+
+    /// Returns a drained backend to service.
+    pub fn activate(&self, key: &D::Key) -> bool {
+        self.table
+            .get_by_id(key.stable_id())
+            .map(|b| b.status().activate())
+            .is_some()
+    }
+
+    fn update_from_discover(&mut self, cx: &mut Context<'_>) -> Result<(), error::Discover> {
+        let now = self.router.config().clock_ref().now_ms();
+        let grace = self.router.config().removal_grace_period();
+        while let Poll::Ready(change) = Pin::new(&mut self.discover).poll_discover(cx) {
+            match change {
+                None => break,
+                Some(Err(e)) => return Err(error::Discover(e.into())),
+                Some(Ok(Change::Insert(key, svc))) => {
+                    match self.table.insert(key.clone(), (), now) {
+                        Ok(_) => self.services.push(key, svc),
+                        Err(collision) => tracing::error!(%collision, "backend not added"),
+                    }
+                }
+                Some(Ok(Change::Remove(key))) => {
+                    let id = key.stable_id();
+                    if grace.is_some() && self.table.mark_removed(id, now) {
+                        self.removed_pending += 1;
+                    } else {
+                        self.table.remove(id);
+                        self.services.evict(&key);
+                    }
+                }
+            }
+        }
+        if self.removed_pending > 0 {
+            let cutoff = now.saturating_sub(grace.map_or(0, |g| g.as_millis() as u64));
+            for gone in self.table.purge_removed(cutoff) {
+                self.removed_pending -= 1;
+                self.services.evict(gone.key());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<D, B, ResBody> Service<Request<B>> for Sticky<D, B>
+where
+    D: Discover + Unpin,
+    D::Key: StableId + Hash + Eq + Clone,
+    D::Service: Service<Request<B>, Response = Response<ResBody>>,
+    <D::Service as Service<Request<B>>>::Error: Into<BoxError>,
+    D::Error: Into<BoxError>,
+    ResBody: Default,
+{
+    type Response = Response<ResBody>;
+    type Error = BoxError;
+    type Future = ResponseFuture<<D::Service as Service<Request<B>>>::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.update_from_discover(cx)?;
+        loop {
+            match self.services.poll_pending(cx) {
+                Poll::Ready(Ok(())) | Poll::Pending => break,
+                Poll::Ready(Err(failed)) => {
+                    // A backend whose readiness failed is gone for good:
+                    // its sessions fail over as for a removed backend.
+                    let error: BoxError = failed.1.into();
+                    tracing::debug!(%error, "backend failed");
+                    self.table.remove(failed.0.stable_id());
+                }
+            }
+        }
+        if self.services.ready_len() > 0 || self.router.config().failover_policy() == crate::FailoverPolicy::Strict && !self.table.is_empty() {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let (mut parts, body) = req.into_parts();
+        let services = &self.services;
+        let table = &self.table;
+        let decision = self.router.decide(table, &parts, |i| {
+            table
+                .get(i)
+                .is_some_and(|b| services.get_ready(b.key()).is_some())
+        });
+        let outcome = decision.outcome();
+        let span = tracing::debug_span!("sticky", %outcome, backend = tracing::field::Empty);
+        let Some(slot) = decision.target() else {
+            return ResponseFuture::reject(decision, span);
+        };
+        if let Some(id) = decision.backend() {
+            span.record("backend", tracing::field::display(id));
+        }
+        self.router.prepare_request(&decision, &mut parts.headers);
+        parts.extensions.insert(outcome);
+        let guard = self.router.begin(&self.table, &decision);
+        let key = self.table.get(slot).expect("decided slot exists").key();
+        let future = {
+            let _e = span.enter();
+            self.services.call_ready(key, Request::from_parts(parts, body))
+        };
+        let router = decision.issued_token().map(|_| self.router.clone());
+        ResponseFuture::backend(future, decision, router, guard, span)
+    }
+}
+
+impl<D, B> fmt::Debug for Sticky<D, B>
+where
+    D: Discover + fmt::Debug,
+    D::Key: fmt::Debug + Hash + Eq,
+    D::Service: Service<Request<B>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sticky")
+            .field("discover", &self.discover)
+            .field("table", &self.table)
+            .field("router", &self.router)
+            .finish()
+    }
+}
