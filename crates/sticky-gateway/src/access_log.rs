@@ -1,0 +1,55 @@
+//! Logging: tracing-subscriber set up for text or JSON lines, and the access
+//! log, one line per request with the affinity outcome.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::{Method, Uri};
+
+use crate::config::LogFormat;
+use crate::proxy::service::Served;
+
+/// The tracing target of access-log lines (filter with `RUST_LOG=access=off`).
+pub const TARGET: &str = "access";
+
+/// Installs the global subscriber: `RUST_LOG` filters (default `info`).
+pub fn init(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// Writes one access-log line.
+pub(crate) fn line(
+    peer: &SocketAddr,
+    method: &Method,
+    uri: &Uri,
+    served: &Served,
+    elapsed: Duration,
+) {
+    let outcome = served.outcome.map(|o| o.kind()).unwrap_or("none");
+    let reason = served
+        .outcome
+        .and_then(|o| o.reason())
+        .map(|r| r.as_str())
+        .unwrap_or("");
+    tracing::info!(
+        target: TARGET,
+        client = %peer.ip(),
+        method = %method,
+        path = uri.path(),
+        status = served.response.status().as_u16(),
+        backend = served.backend.as_deref().unwrap_or("-"),
+        outcome,
+        reason,
+        duration_us = elapsed.as_micros() as u64,
+    );
+}

@@ -1,0 +1,101 @@
+//! The gateway as the admin API sees it: [`AdminView`] over the live routes.
+
+use std::sync::Arc;
+
+use crate::admin::{AdminView, BackendView, RouteView};
+use crate::gateway::Gateway;
+
+/// [`AdminView`] over a running [`Gateway`].
+#[derive(Clone, Debug)]
+pub struct GatewayView(pub Arc<Gateway>);
+
+impl GatewayView {
+    /// Applies `f` to the status of every backend named `id` (in any route).
+    fn each_named(&self, id: &str, f: impl Fn(&tower_sticky::table::BackendStatus)) -> bool {
+        let mut found = false;
+        for r in self.0.routes().iter() {
+            let table = r.table.load();
+            for b in table.iter().filter(|b| b.key() == id) {
+                f(b.status());
+                found = true;
+            }
+        }
+        found
+    }
+}
+
+impl AdminView for GatewayView {
+    fn backends(&self) -> Vec<BackendView> {
+        let now = self.0.now_ms();
+        let mut out = Vec::new();
+        for r in self.0.routes().iter() {
+            let table = r.table.load();
+            for b in table.iter() {
+                let s = b.status();
+                let health = match (&r.config.health_check, s.probe_healthy()) {
+                    (None, _) => "unknown",
+                    (Some(_), true) => "healthy",
+                    (Some(_), false) => "unhealthy",
+                };
+                out.push(BackendView {
+                    route: r.config.name.clone(),
+                    id: b.key().clone(),
+                    address: b.value().address().to_string(),
+                    state: s.state(now).as_str().to_string(),
+                    health: health.to_string(),
+                    in_flight: s.in_flight(),
+                    requests: s.requests(),
+                    new_sessions: s.new_sessions(),
+                    pinned_hits: s.pinned_hits(),
+                    failures: s.failures(),
+                });
+            }
+        }
+        out
+    }
+
+    fn routes(&self) -> Vec<RouteView> {
+        let reasons = |rs: &[(tower_sticky::Reason, u64)]| {
+            rs.iter()
+                .map(|(r, n)| (r.as_str().to_string(), *n))
+                .collect()
+        };
+        self.0
+            .routes()
+            .iter()
+            .map(|r| {
+                let st = r.router.stats(&r.table.load());
+                RouteView {
+                    name: r.config.name.clone(),
+                    prefix: r.config.prefix.clone(),
+                    pinned: st.pinned,
+                    new: st.new,
+                    repinned: reasons(&st.repinned),
+                    temporary: reasons(&st.temporary),
+                    rejected: reasons(&st.rejected),
+                    invalid_tokens: st
+                        .invalid_tokens
+                        .iter()
+                        .map(|(r, n)| (r.as_str().to_string(), *n))
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+
+    fn drain(&self, id: &str) -> bool {
+        let ok = self.each_named(id, |s| s.drain());
+        if ok {
+            tracing::info!(backend = id, "backend draining");
+        }
+        ok
+    }
+
+    fn activate(&self, id: &str) -> bool {
+        let ok = self.each_named(id, |s| s.activate());
+        if ok {
+            tracing::info!(backend = id, "backend active");
+        }
+        ok
+    }
+}

@@ -1,0 +1,218 @@
+//! The command line.
+//!
+//! ```text
+//! sticky-gateway demo
+//! sticky-gateway --listen ADDR --backend NAME=HOST:PORT [--backend ...] [--admin ADDR]
+//!                [--key-file PATH] [--cookie-name NAME] [--failover redistribute|temporary|strict]
+//! sticky-gateway --config FILE.toml
+//! sticky-gateway keygen
+//! ```
+//! Bad flags exit with status 2 (clap's usage error), and so does a bad
+//! config file, with a message naming the field.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tower_sticky::FailoverPolicy;
+
+use crate::config::{
+    self, BackendConfig, ConfigError, CookieSettings, GatewayConfig, LogFormat, Persistence,
+    RouteConfig,
+};
+
+/// sticky-gateway: a reverse proxy with sealed-cookie session affinity.
+#[derive(Debug, Parser)]
+#[command(
+    name = "sticky-gateway",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// `demo` or `keygen`; without one, run a gateway.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Gateway settings.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start three demo backends (a stateful login + cart app), the gateway
+    /// on 127.0.0.1:8080 and the admin dashboard on 127.0.0.1:9900.
+    Demo(DemoArgs),
+    /// Print a new random key as one line of text, for a key file.
+    Keygen,
+}
+
+/// `demo` options.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Gateway listener.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Admin listener.
+    #[arg(long, default_value = "127.0.0.1:9900")]
+    pub admin: SocketAddr,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// Failover policy names on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FailoverArg {
+    /// Re-pin to another backend and re-issue the cookie.
+    Redistribute,
+    /// Serve elsewhere, keep the cookie, return when the backend is back.
+    Temporary,
+    /// Answer 503.
+    Strict,
+}
+
+impl From<FailoverArg> for FailoverPolicy {
+    fn from(f: FailoverArg) -> Self {
+        match f {
+            FailoverArg::Redistribute => FailoverPolicy::Redistribute,
+            FailoverArg::Temporary => FailoverPolicy::Temporary,
+            FailoverArg::Strict => FailoverPolicy::Strict,
+        }
+    }
+}
+
+/// Options of a gateway run.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A TOML config file (routes, cookie attributes, timeouts, health checks...).
+    #[arg(long, value_name = "FILE.toml")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (overrides the file's `listen`).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// A backend, NAME=HOST:PORT; repeat for each. Sessions are pinned to the NAME.
+    #[arg(long = "backend", value_name = "NAME=HOST:PORT", value_parser = config::parse_backend_flag, conflicts_with = "config")]
+    pub backends: Vec<BackendConfig>,
+    /// Admin API and dashboard address.
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<SocketAddr>,
+    /// Key file: one base64 key per line, the sealing key first.
+    #[arg(long, value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
+    /// Name of the affinity cookie.
+    #[arg(long, value_name = "NAME", conflicts_with = "config")]
+    pub cookie_name: Option<String>,
+    /// What to do when a session's backend is down.
+    #[arg(long, value_enum, conflicts_with = "config")]
+    pub failover: Option<FailoverArg>,
+    /// Worker threads (default: one per core).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
+    /// Log format.
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Do not write an access-log line per request.
+    #[arg(long)]
+    pub no_access_log: bool,
+}
+
+/// What to do, once the command line is read.
+#[derive(Debug)]
+pub enum Action {
+    /// Run a gateway.
+    Run {
+        /// Settings.
+        config: Box<GatewayConfig>,
+        /// The file, for reloads.
+        path: Option<PathBuf>,
+    },
+    /// Run the demo.
+    Demo(DemoArgs),
+    /// Print a key.
+    Keygen,
+}
+
+/// A usage or configuration error: printed, then exit status 2.
+#[derive(Debug)]
+pub enum CliError {
+    /// A clap error (it prints itself).
+    Usage(clap::Error),
+    /// A configuration error naming the field.
+    Config(ConfigError),
+}
+
+impl Cli {
+    /// Turns parsed flags into an action.
+    pub fn action(self) -> Result<Action, CliError> {
+        match self.command {
+            Some(Command::Demo(d)) => return Ok(Action::Demo(d)),
+            Some(Command::Keygen) => return Ok(Action::Keygen),
+            None => {}
+        }
+        let a = self.run;
+        let (mut config, path) = match &a.config {
+            Some(p) => (
+                GatewayConfig::from_file(p).map_err(CliError::Config)?,
+                Some(p.clone()),
+            ),
+            None => {
+                let usage = |msg: &str| {
+                    use clap::CommandFactory;
+                    CliError::Usage(
+                        Cli::command().error(clap::error::ErrorKind::MissingRequiredArgument, msg),
+                    )
+                };
+                let listen = a
+                    .listen
+                    .ok_or_else(|| usage("--listen ADDR is required (or --config FILE.toml)"))?;
+                if a.backends.is_empty() {
+                    return Err(usage(
+                        "at least one --backend NAME=HOST:PORT is required (or --config FILE.toml)",
+                    ));
+                }
+                let mut seen = std::collections::HashSet::new();
+                for b in &a.backends {
+                    if !seen.insert(b.name.as_str()) {
+                        return Err(CliError::Config(ConfigError::new(
+                            "--backend",
+                            format!("duplicate backend name {:?}", b.name),
+                        )));
+                    }
+                }
+                let mut route = RouteConfig::catch_all(a.backends.clone());
+                if let Some(f) = a.failover {
+                    route.failover = f.into();
+                }
+                if let Some(name) = &a.cookie_name {
+                    config::check_token_name("--cookie-name", name).map_err(CliError::Config)?;
+                    route.persistence = Persistence::Cookie(CookieSettings::named(name.clone()));
+                }
+                (GatewayConfig::new(listen, vec![route]), None)
+            }
+        };
+        if let Some(l) = a.listen {
+            config.listen = l;
+        }
+        if a.admin.is_some() {
+            config.admin = a.admin;
+        }
+        if a.key_file.is_some() {
+            config.key_file = a.key_file;
+        }
+        if let Some(t) = a.threads {
+            config.threads = t.into();
+        }
+        if let Some(f) = a.log_format {
+            config.log_format = f;
+        }
+        if a.no_access_log {
+            config.access_log = false;
+        }
+        Ok(Action::Run {
+            config: Box::new(config),
+            path,
+        })
+    }
+}

@@ -1,0 +1,101 @@
+//! The running gateway's shared state: the routes (swapped whole on reload),
+//! the latency histogram, and the settings the proxy path reads.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use tower_sticky::token::KeyRing;
+use tower_sticky::Clock;
+
+use crate::admin::LatencyHistogram;
+use crate::config::GatewayConfig;
+use crate::proxy::pool::PoolSettings;
+use crate::routes::RouteSet;
+use crate::shutdown::Shutdown;
+
+/// Everything the proxy path and the admin side share.
+#[derive(Debug)]
+pub struct Gateway {
+    routes: ArcSwap<RouteSet>,
+    config: ArcSwap<GatewayConfig>,
+    /// Request latency, as the admin API reports it.
+    pub latency: Arc<LatencyHistogram>,
+    /// Graceful shutdown and the count of open connections and tunnels.
+    pub shutdown: Shutdown,
+    /// Whether to write an access-log line per request.
+    pub access_log: bool,
+    /// Backend connection pool settings.
+    pub pool: PoolSettings,
+    /// The config file, for SIGHUP reloads.
+    pub config_path: Option<PathBuf>,
+    /// Background tasks tied to the current routes (health checks).
+    pub(crate) tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    keys: Mutex<KeyRing>,
+    clock: Clock,
+}
+
+impl Gateway {
+    /// A gateway for `config`, sealing with `keys`.
+    pub fn new(
+        config: GatewayConfig,
+        keys: &KeyRing,
+        config_path: Option<PathBuf>,
+    ) -> Result<Arc<Self>, String> {
+        let pool = PoolSettings {
+            connect_timeout: config.timeouts.connect,
+            max_idle: config.limits.max_idle_per_backend,
+        };
+        let clock = Clock::system();
+        let routes = RouteSet::build(&config, keys, pool, None, clock.now_ms())?;
+        Ok(Arc::new(Self {
+            routes: ArcSwap::from_pointee(routes),
+            access_log: config.access_log,
+            config: ArcSwap::from_pointee(config),
+            latency: Arc::new(LatencyHistogram::default()),
+            shutdown: Shutdown::new(),
+            pool,
+            config_path,
+            tasks: Mutex::new(Vec::new()),
+            keys: Mutex::new(keys.clone()),
+            clock,
+        }))
+    }
+
+    /// The routes now. A cheap, lock-free load.
+    #[inline]
+    pub fn routes(&self) -> arc_swap::Guard<Arc<RouteSet>> {
+        self.routes.load()
+    }
+
+    /// The routes now, as an owned handle.
+    pub fn routes_full(&self) -> Arc<RouteSet> {
+        self.routes.load_full()
+    }
+
+    /// The configuration now.
+    pub fn config(&self) -> Arc<GatewayConfig> {
+        self.config.load_full()
+    }
+
+    /// Milliseconds since the UNIX epoch.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    /// Replaces the routes with those of `config`; backends that stay keep
+    /// their state and every session.
+    pub fn apply(&self, config: GatewayConfig, keys: &KeyRing) -> Result<(), String> {
+        let prev = self.routes.load_full();
+        let routes = RouteSet::build(&config, keys, self.pool, Some(&prev), self.now_ms())?;
+        self.routes.store(Arc::new(routes));
+        self.config.store(Arc::new(config));
+        *self.keys.lock().unwrap() = keys.clone();
+        Ok(())
+    }
+
+    /// The key ring in use.
+    pub fn keys(&self) -> KeyRing {
+        self.keys.lock().unwrap().clone()
+    }
+}

@@ -1,0 +1,133 @@
+//! The `sticky-gateway` binary. See `sticky-gateway --help`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use sticky_gateway::cli::{Action, Cli, CliError, DemoArgs};
+use sticky_gateway::config::{BackendConfig, GatewayConfig, HealthCheck, RouteConfig};
+use sticky_gateway::{access_log, demo, keyfile, run};
+
+fn main() -> ExitCode {
+    let action = match Cli::parse().action() {
+        Ok(a) => a,
+        Err(CliError::Usage(e)) => e.exit(),
+        Err(CliError::Config(e)) => {
+            eprintln!("sticky-gateway: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match action {
+        Action::Keygen => {
+            println!("{}", keyfile::keygen());
+            ExitCode::SUCCESS
+        }
+        Action::Demo(d) => run_demo(d),
+        Action::Run { config, path } => run_gateway(*config, path),
+    }
+}
+
+fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    // One thread: a current-thread runtime, no cross-thread wake-ups.
+    if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    }
+}
+
+fn run_gateway(config: GatewayConfig, path: Option<std::path::PathBuf>) -> ExitCode {
+    access_log::init(config.log_format);
+    let keys = match keyfile::load_or_generate(config.key_file.as_deref()) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("sticky-gateway: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match runtime(config.threads) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sticky-gateway: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        match run::start(config, keys, path).await {
+            Ok(r) => {
+                r.until_signal().await;
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("sticky-gateway: cannot start: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn run_demo(d: DemoArgs) -> ExitCode {
+    access_log::init(d.log_format);
+    let rt = match runtime(sticky_gateway::config::default_threads()) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sticky-gateway: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let replicas = match demo::start_replicas(3).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("sticky-gateway: cannot start the demo backends: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let backends = replicas
+            .iter()
+            .map(|(name, addr)| BackendConfig {
+                name: name.clone(),
+                address: addr.to_string(),
+                weight: 1,
+            })
+            .collect();
+        let mut route = RouteConfig::catch_all(backends);
+        route.name = "demo".into();
+        route.health_check = Some(HealthCheck {
+            path: "/healthz".into(),
+            interval: std::time::Duration::from_secs(2),
+            timeout: std::time::Duration::from_secs(1),
+            healthy_threshold: 1,
+            unhealthy_threshold: 2,
+        });
+        let mut config = GatewayConfig::new(d.listen, vec![route]);
+        config.admin = Some(d.admin);
+        let keys = tower_sticky::token::KeyRing::generate();
+        let running = match run::start(config, keys, None).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("sticky-gateway: cannot start: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        println!("sticky-gateway demo");
+        for (name, addr) in &replicas {
+            println!("  backend {name:<10} http://{addr}/");
+        }
+        println!("  open the app:        http://{}/", running.addr);
+        if let Some(a) = running.admin_addr {
+            println!("  open the dashboard:  http://{a}/");
+        }
+        println!("  log in, add items to the cart, reload: you stay on one replica.");
+        println!(
+            "  drain that replica on the dashboard: you keep it; a new browser goes elsewhere."
+        );
+        println!("Ctrl-C to stop.");
+        running.until_signal().await;
+        ExitCode::SUCCESS
+    })
+}

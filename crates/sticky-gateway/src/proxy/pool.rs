@@ -1,0 +1,192 @@
+//! A backend's connection pool: idle HTTP/1.1 connections ready to reuse,
+//! and the dialler that opens new ones.
+//!
+//! Lean on purpose (the proxy's cost per request is decided here): a
+//! `Mutex<Vec<SendRequest>>` held only for a push or a pop, never across an
+//! await; a connection goes back to the pool when its response body ends
+//! (see [`BackendBody`](super::body::BackendBody)), and the idle set is large
+//! enough to cover peak concurrency (an idle pool smaller than the number of
+//! concurrent requests makes every request beyond it dial).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// The sender half of a pooled backend connection.
+pub type Sender = SendRequest<Incoming>;
+
+/// Why a new backend connection could not be opened. Nothing was sent.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// The host name does not resolve (yet).
+    Unresolved,
+    /// The connection was refused or failed.
+    Io(std::io::Error),
+    /// The connect timeout passed.
+    Timeout,
+    /// The HTTP handshake failed.
+    Handshake(hyper::Error),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Unresolved => f.write_str("address not resolved"),
+            ConnectError::Io(e) => write!(f, "connect failed: {e}"),
+            ConnectError::Timeout => f.write_str("connect timed out"),
+            ConnectError::Handshake(e) => write!(f, "handshake failed: {e}"),
+        }
+    }
+}
+
+/// Pool settings shared by every backend of a gateway.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolSettings {
+    /// Dial timeout.
+    pub connect_timeout: Duration,
+    /// Idle connections kept.
+    pub max_idle: usize,
+}
+
+/// One backend's address and connections.
+#[derive(Debug)]
+pub struct Pool {
+    name: Arc<str>,
+    address: String,
+    resolved: Mutex<Vec<SocketAddr>>,
+    idle: Mutex<Vec<Sender>>,
+    settings: PoolSettings,
+}
+
+impl Pool {
+    /// A pool for backend `name` at `address` (`HOST:PORT`). IP literals are
+    /// resolved at once; names by [`Pool::resolve`].
+    pub fn new(name: &str, address: &str, settings: PoolSettings) -> Self {
+        let resolved = address
+            .parse::<SocketAddr>()
+            .map(|a| vec![a])
+            .unwrap_or_default();
+        Self {
+            name: name.into(),
+            address: address.into(),
+            resolved: Mutex::new(resolved),
+            idle: Mutex::new(Vec::new()),
+            settings,
+        }
+    }
+
+    /// The backend's name.
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    /// The configured `HOST:PORT`.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Whether the address is a host name (and so is re-resolved).
+    pub fn needs_resolving(&self) -> bool {
+        self.address.parse::<SocketAddr>().is_err()
+    }
+
+    /// Resolves the host name again; keeps the old addresses on failure.
+    pub async fn resolve(&self) {
+        if !self.needs_resolving() {
+            return;
+        }
+        match tokio::net::lookup_host(self.address.as_str()).await {
+            Ok(addrs) => {
+                let addrs: Vec<SocketAddr> = addrs.collect();
+                if !addrs.is_empty() {
+                    let mut cur = self.resolved.lock().unwrap();
+                    if *cur != addrs {
+                        tracing::info!(backend = %self.name, address = %self.address, ?addrs, "backend address resolved");
+                        *cur = addrs;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(backend = %self.name, address = %self.address, error = %e, "cannot resolve backend")
+            }
+        }
+    }
+
+    /// The address dialled now (the first resolved one).
+    pub fn target(&self) -> Option<SocketAddr> {
+        self.resolved.lock().unwrap().first().copied()
+    }
+
+    /// Takes an idle connection that is still open, if any.
+    pub fn take(&self) -> Option<Sender> {
+        let mut idle = self.idle.lock().unwrap();
+        while let Some(s) = idle.pop() {
+            if !s.is_closed() {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    /// Returns a connection whose exchange completed.
+    pub fn put(&self, sender: Sender) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap();
+        if idle.len() < self.settings.max_idle {
+            idle.push(sender);
+        }
+    }
+
+    /// Idle connections now.
+    pub fn idle_len(&self) -> usize {
+        self.idle.lock().unwrap().len()
+    }
+
+    /// Drops every idle connection (the backend went away).
+    pub fn clear(&self) {
+        self.idle.lock().unwrap().clear();
+    }
+
+    async fn connect(&self) -> Result<TcpStream, ConnectError> {
+        let addr = self.target().ok_or(ConnectError::Unresolved)?;
+        let stream = tokio::time::timeout(self.settings.connect_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| ConnectError::Timeout)?
+            .map_err(ConnectError::Io)?;
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+
+    /// Opens a new pooled-kind connection and spawns its driver.
+    pub async fn dial(&self) -> Result<Sender, ConnectError> {
+        let stream = self.connect().await?;
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(ConnectError::Handshake)?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(sender)
+    }
+
+    /// Opens a connection that may be upgraded (WebSocket); never pooled.
+    pub async fn dial_upgradable(&self) -> Result<Sender, ConnectError> {
+        let stream = self.connect().await?;
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(ConnectError::Handshake)?;
+        tokio::spawn(async move {
+            let _ = conn.with_upgrades().await;
+        });
+        Ok(sender)
+    }
+}

@@ -1,0 +1,268 @@
+//! Routes: each a host and path prefix with its own backend pool, decision
+//! engine ([`tower_sticky::Router`]) and session persistence.
+//!
+//! A route's backends live in an [`ArcSwap`]ped [`BackendTable`] keyed by
+//! backend *name*: the stable id that tokens carry derives from the name, so
+//! a backend keeps its sessions when its address changes or the file is
+//! reloaded. Readers on the hot path load the table without locking.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use http::HeaderName;
+use tower_sticky::token::KeyRing;
+use tower_sticky::{
+    AffinitySource, BackendTable, CookieConfig, Placement, Router, StableId, StickyConfig,
+};
+
+use crate::config::{GatewayConfig, Persistence, PlacementKind, RouteConfig};
+use crate::proxy::pool::{Pool, PoolSettings};
+
+/// A route's backend table: backend name → connection pool.
+pub type Table = BackendTable<String, Arc<Pool>>;
+
+/// One route.
+#[derive(Debug)]
+pub struct Route {
+    /// Its settings.
+    pub config: RouteConfig,
+    /// Its decision engine (counters included).
+    pub router: Router,
+    /// Its backends.
+    pub table: ArcSwap<Table>,
+}
+
+impl Route {
+    /// Whether this route serves `host` and `path`.
+    pub fn matches(&self, host: Option<&str>, path: &str) -> bool {
+        if let Some(h) = &self.config.host {
+            if !host.is_some_and(|x| x.eq_ignore_ascii_case(h)) {
+                return false;
+            }
+        }
+        let p = self.config.prefix.as_str();
+        p == "/"
+            || path == p
+            || (path.starts_with(p)
+                && (p.ends_with('/') || path.as_bytes().get(p.len()) == Some(&b'/')))
+    }
+}
+
+/// Every route, most specific first (host routes, then longer prefixes).
+#[derive(Debug, Default)]
+pub struct RouteSet {
+    routes: Vec<Arc<Route>>,
+}
+
+impl RouteSet {
+    /// Builds the routes of `config`, reusing from `prev` the state of
+    /// backends that stay (status, counters, sessions) and their idle
+    /// connections when the address is unchanged.
+    pub fn build(
+        config: &GatewayConfig,
+        keys: &KeyRing,
+        pool: PoolSettings,
+        prev: Option<&RouteSet>,
+        now_ms: u64,
+    ) -> Result<Self, String> {
+        let mut routes = Vec::with_capacity(config.routes.len());
+        for rc in &config.routes {
+            let old = prev.and_then(|p| p.by_name(&rc.name));
+            let table = build_table(
+                rc,
+                old.map(|r| r.table.load_full()).as_deref(),
+                pool,
+                now_ms,
+            )?;
+            routes.push(Arc::new(Route {
+                config: rc.clone(),
+                router: Router::new(sticky_config(rc, keys.clone())),
+                table: ArcSwap::from_pointee(table),
+            }));
+        }
+        routes.sort_by_key(|r| {
+            (
+                r.config.host.is_none(),
+                std::cmp::Reverse(r.config.prefix.len()),
+            )
+        });
+        Ok(Self { routes })
+    }
+
+    /// The route for a request, if any.
+    #[inline]
+    pub fn find(&self, host: Option<&str>, path: &str) -> Option<&Arc<Route>> {
+        self.routes.iter().find(|r| r.matches(host, path))
+    }
+
+    /// The route called `name`.
+    pub fn by_name(&self, name: &str) -> Option<&Arc<Route>> {
+        self.routes.iter().find(|r| r.config.name == name)
+    }
+
+    /// Every route.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.routes.iter()
+    }
+}
+
+/// A route's table: backends of `rc`, keeping the status of those already in
+/// `prev`; backends no longer configured stay as removed for the route's
+/// removal grace (then are purged), or go at once without one.
+pub fn build_table(
+    rc: &RouteConfig,
+    prev: Option<&Table>,
+    pool: PoolSettings,
+    now_ms: u64,
+) -> Result<Table, String> {
+    let mut t: Table = match prev {
+        Some(p) => p.sharing_load(),
+        None => Table::new(),
+    };
+    for b in &rc.backends {
+        let old = prev.and_then(|p| p.get_by_id(b.name.stable_id()));
+        let reuse = old.filter(|o| o.value().address() == b.address);
+        let value = match reuse {
+            Some(o) => o.value().clone(),
+            None => Arc::new(Pool::new(&b.name, &b.address, pool)),
+        };
+        let slot = match old {
+            // A backend that was removed and is back starts afresh.
+            Some(o) if o.status().state(now_ms) != tower_sticky::BackendState::Removed => {
+                t.insert_with_status(b.name.clone(), value, o.status().clone())
+            }
+            _ => t.insert(b.name.clone(), value, now_ms),
+        }
+        .map_err(|e| format!("backend {:?}: {e}", b.name))?;
+        if let Some(entry) = t.get(slot) {
+            entry.status().set_weight(b.weight);
+        }
+    }
+    if let (Some(prev), Some(_grace)) = (prev, rc.removal_grace) {
+        for o in prev.iter() {
+            if rc.backends.iter().any(|b| &b.name == o.key()) {
+                continue;
+            }
+            prev.mark_removed(o.id(), now_ms);
+            t.insert_with_status(o.key().clone(), o.value().clone(), o.status().clone())
+                .map_err(|e| format!("backend {:?}: {e}", o.key()))?;
+        }
+    }
+    Ok(t)
+}
+
+/// The core engine's settings for a route.
+pub fn sticky_config(rc: &RouteConfig, keys: KeyRing) -> StickyConfig {
+    let source = match &rc.persistence {
+        Persistence::Cookie(c) => {
+            let mut cookie = CookieConfig::new(c.name.clone())
+                .path(c.path.clone())
+                .secure(c.secure)
+                .http_only(c.http_only)
+                .same_site(c.same_site)
+                .lifetime(c.lifetime);
+            if let Some(d) = &c.domain {
+                cookie = cookie.domain(d.clone());
+            }
+            AffinitySource::cookie(cookie)
+        }
+        Persistence::Header(h) => AffinitySource::header(
+            HeaderName::from_bytes(h.as_bytes()).expect("validated header name"),
+        ),
+        Persistence::ClientAddr(trusted) => AffinitySource::client_addr(trusted.iter().copied()),
+        // No stickiness: every request is placed as if new, and no token is issued.
+        Persistence::None => AffinitySource::extractor(|_| None),
+    };
+    let placement = match rc.placement {
+        PlacementKind::LeastLoaded => Placement::least_loaded(),
+        PlacementKind::RoundRobin => Placement::round_robin(),
+        PlacementKind::Weighted => Placement::weighted(),
+        PlacementKind::Rendezvous => Placement::rendezvous(rc.hash_balance_factor),
+    };
+    let mut c = StickyConfig::new(keys)
+        .source(source)
+        .placement(placement)
+        .hash_balance_factor(rc.hash_balance_factor)
+        .failover(rc.failover)
+        .ejection(rc.ejection)
+        .strip_token(rc.strip_token);
+    if let Some(d) = rc.absolute_timeout {
+        c = c.absolute_timeout(d);
+    }
+    if let Some(d) = rc.idle_timeout {
+        c = c.idle_timeout(d);
+    }
+    if let Some(d) = rc.refresh_interval {
+        c = c.refresh_interval(d);
+    }
+    if let Some(d) = rc.slow_start {
+        c = c.slow_start(d);
+    }
+    if let Some(d) = rc.removal_grace {
+        c = c.removal_grace(d);
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BackendConfig;
+    use std::time::Duration;
+
+    fn settings() -> PoolSettings {
+        PoolSettings {
+            connect_timeout: Duration::from_secs(1),
+            max_idle: 8,
+        }
+    }
+
+    fn backends(names: &[(&str, &str)]) -> Vec<BackendConfig> {
+        names
+            .iter()
+            .map(|(n, a)| BackendConfig {
+                name: n.to_string(),
+                address: a.to_string(),
+                weight: 1,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rebuild_keeps_status_of_staying_backends() {
+        let mut rc =
+            RouteConfig::catch_all(backends(&[("a", "127.0.0.1:1"), ("b", "127.0.0.1:2")]));
+        let t1 = build_table(&rc, None, settings(), 1000).unwrap();
+        t1.get_by_id("a".stable_id()).unwrap().status().drain();
+        rc.backends = backends(&[("a", "127.0.0.1:9"), ("c", "127.0.0.1:3")]);
+        let t2 = build_table(&rc, Some(&t1), settings(), 2000).unwrap();
+        assert_eq!(t2.len(), 2);
+        let a = t2.get_by_id("a".stable_id()).unwrap();
+        assert!(a.status().is_draining(), "state kept across a reload");
+        assert_eq!(a.value().address(), "127.0.0.1:9");
+        assert!(t2.get_by_id("b".stable_id()).is_none());
+        rc.removal_grace = Some(Duration::from_secs(60));
+        rc.backends = backends(&[("c", "127.0.0.1:3")]);
+        let t3 = build_table(&rc, Some(&t2), settings(), 3000).unwrap();
+        assert_eq!(t3.len(), 2, "a removed backend stays for its grace period");
+        assert_eq!(
+            t3.get_by_id("a".stable_id()).unwrap().status().state(3000),
+            tower_sticky::BackendState::Removed
+        );
+    }
+
+    #[test]
+    fn prefixes_match_on_segment_boundaries() {
+        let mut rc = RouteConfig::catch_all(backends(&[("a", "127.0.0.1:1")]));
+        rc.prefix = "/api".into();
+        let r = Route {
+            router: Router::new(sticky_config(&rc, KeyRing::generate())),
+            table: ArcSwap::from_pointee(Table::new()),
+            config: rc,
+        };
+        assert!(r.matches(None, "/api"));
+        assert!(r.matches(None, "/api/x"));
+        assert!(!r.matches(None, "/apix"));
+        assert!(!r.matches(None, "/"));
+    }
+}
