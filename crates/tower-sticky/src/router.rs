@@ -124,7 +124,7 @@ impl<K, T, R: Fn(usize) -> bool> Candidates for View<'_, K, T, R> {
         self.table.get(i).is_some_and(|b| {
             let s = b.status();
             !s.is_unhealthy(self.now_ms)
-                && s.removed_ms().is_none_or(|t| self.now_ms < t + self.grace_ms)
+                && s.removed_ms().map_or(true, |t| self.now_ms < t + self.grace_ms)
         }) && (self.ready)(i)
     }
     fn in_flight(&self, i: usize) -> usize {

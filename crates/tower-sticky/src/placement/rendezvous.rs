@@ -68,7 +68,7 @@ pub(crate) fn rendezvous_bounded(
     for i in (0..cands.len()).filter(|&i| keep(i)) {
         n += 1;
         let s = score(key, cands, i);
-        if top.is_none_or(|(best, _)| s > best) {
+        if top.map_or(true, |(best, _)| s > best) {
             top = Some((s, i));
         }
     }
@@ -82,7 +82,7 @@ pub(crate) fn rendezvous_bounded(
         .filter(|&i| keep(i))
         .map(|i| (score(key, cands, i), i))
         .collect();
-    order.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    order.sort_unstable_by_key(|&(s, _)| std::cmp::Reverse(s));
     let pick = order
         .iter()
         .map(|&(_, i)| i)

@@ -17,7 +17,7 @@ impl PlacementPolicy for Weighted {
             let i = sample(cands, seed, t)?;
             let w = cands.weight(i);
             max_w = max_w.max(w);
-            if fallback.is_none_or(|f: usize| cands.weight(f) < w) {
+            if fallback.map_or(true, |f: usize| cands.weight(f) < w) {
                 fallback = Some(i);
             }
             let roll = draw(seed, 1000 + t);

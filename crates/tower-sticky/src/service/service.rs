@@ -156,7 +156,7 @@ where
                 Poll::Ready(Err(failed)) => {
                     // A backend whose readiness failed is gone for good:
                     // its sessions fail over as for a removed backend.
-                    let error: BoxError = failed.1.into();
+                    let error: BoxError = failed.1;
                     tracing::debug!(%error, "backend failed");
                     self.table.remove(failed.0.stable_id());
                 }
