@@ -122,7 +122,11 @@ impl StickyConfig {
     /// Bounded-load factor for hashed affinity (client address, extractor):
     /// no backend gets more than this times the mean in-flight load. Default 1.25.
     pub fn hash_balance_factor(mut self, factor: f64) -> Self {
-        self.hash_balance_factor = if factor.is_finite() { factor.max(1.0) } else { 1.25 };
+        self.hash_balance_factor = if factor.is_finite() {
+            factor.max(1.0)
+        } else {
+            1.25
+        };
         self
     }
 

@@ -110,7 +110,10 @@ impl<K, T, R: Fn(usize) -> bool> Candidates for View<'_, K, T, R> {
         self.table.len()
     }
     fn id(&self, i: usize) -> BackendId {
-        self.table.get(i).map(|b| b.id()).unwrap_or(BackendId::from_u64(0))
+        self.table
+            .get(i)
+            .map(|b| b.id())
+            .unwrap_or(BackendId::from_u64(0))
     }
     #[inline]
     fn eligible(&self, i: usize) -> bool {
@@ -124,7 +127,8 @@ impl<K, T, R: Fn(usize) -> bool> Candidates for View<'_, K, T, R> {
         self.table.get(i).is_some_and(|b| {
             let s = b.status();
             !s.is_unhealthy(self.now_ms)
-                && s.removed_ms().map_or(true, |t| self.now_ms < t + self.grace_ms)
+                && s.removed_ms()
+                    .map_or(true, |t| self.now_ms < t + self.grace_ms)
         }) && (self.ready)(i)
     }
     fn in_flight(&self, i: usize) -> usize {
@@ -140,7 +144,9 @@ impl<K, T, R: Fn(usize) -> bool> Candidates for View<'_, K, T, R> {
         if self.slow_start_ms == 0 {
             return 1.0;
         }
-        let age = self.table.get(i).map_or(u64::MAX, |b| self.now_ms.saturating_sub(b.status().added_ms()));
+        let age = self.table.get(i).map_or(u64::MAX, |b| {
+            self.now_ms.saturating_sub(b.status().added_ms())
+        });
         if age >= self.slow_start_ms {
             1.0
         } else {
@@ -195,7 +201,9 @@ impl Router {
         };
         let d = match &cfg.source.0 {
             Source::Cookie(c) => self.decide_token(&view, find_cookie(&parts.headers, c.name())),
-            Source::Header(h) => self.decide_token(&view, parts.headers.get(h).map(HeaderValue::as_bytes)),
+            Source::Header(h) => {
+                self.decide_token(&view, parts.headers.get(h).map(HeaderValue::as_bytes))
+            }
             Source::ClientAddr(trusted) => {
                 let key = client_ip(parts, trusted).map(|ip| match ip {
                     std::net::IpAddr::V4(v) => crate::AffinityKey::of(v.octets()),
@@ -218,7 +226,11 @@ impl Router {
         let now_s = (view.now_ms / 1000) as u32;
         let strip = raw.is_some() && cfg.strip_token;
         let opened = raw.map(|raw| {
-            let codec = self.inner.codec.as_ref().expect("token sources have a codec");
+            let codec = self
+                .inner
+                .codec
+                .as_ref()
+                .expect("token sources have a codec");
             codec.open(raw).and_then(|t| self.check_expiry(t, now_s))
         });
         let token = match opened {
@@ -236,7 +248,8 @@ impl Router {
             None => Reason::Removed,
             Some(i) if view.can_serve(i) => {
                 let refresh = cfg.idle_timeout.is_some()
-                    && u64::from(now_s.saturating_sub(token.refreshed)) >= cfg.refresh_interval.as_secs();
+                    && u64::from(now_s.saturating_sub(token.refreshed))
+                        >= cfg.refresh_interval.as_secs();
                 return Decision {
                     target: Some(i),
                     backend: Some(token.backend),
@@ -272,7 +285,11 @@ impl Router {
     }
 
     /// Why a backend that exists cannot serve.
-    fn unavailable_reason<K, T, R: Fn(usize) -> bool>(&self, view: &View<'_, K, T, R>, i: usize) -> Reason {
+    fn unavailable_reason<K, T, R: Fn(usize) -> bool>(
+        &self,
+        view: &View<'_, K, T, R>,
+        i: usize,
+    ) -> Reason {
         match view.table.get(i) {
             Some(b) if b.status().is_unhealthy(view.now_ms) => Reason::Unhealthy,
             Some(b) if b.status().removed_ms().is_some() => Reason::Removed,
@@ -298,7 +315,11 @@ impl Router {
         Ok(t)
     }
 
-    fn place_new<K, T, R: Fn(usize) -> bool>(&self, view: &View<'_, K, T, R>, now_s: u32) -> Decision {
+    fn place_new<K, T, R: Fn(usize) -> bool>(
+        &self,
+        view: &View<'_, K, T, R>,
+        now_s: u32,
+    ) -> Decision {
         let session: u64 = rand::random();
         let target = self
             .inner

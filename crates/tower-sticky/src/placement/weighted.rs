@@ -21,7 +21,8 @@ impl PlacementPolicy for Weighted {
                 fallback = Some(i);
             }
             let roll = draw(seed, 1000 + t);
-            if (roll % u64::from(max_w)) < u64::from(w) && admitted(cands, i, roll.rotate_left(17)) {
+            if (roll % u64::from(max_w)) < u64::from(w) && admitted(cands, i, roll.rotate_left(17))
+            {
                 return Some(i);
             }
         }

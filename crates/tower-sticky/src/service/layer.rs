@@ -37,7 +37,9 @@ impl<B> Clone for StickyLayer<B> {
 
 impl<B> fmt::Debug for StickyLayer<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StickyLayer").field("config", &self.config).finish()
+        f.debug_struct("StickyLayer")
+            .field("config", &self.config)
+            .finish()
     }
 }
 

@@ -11,7 +11,7 @@ use tower_service::Service;
 use super::error::{self, BoxError};
 use super::ResponseFuture;
 use crate::table::BackendTable;
-use crate::{Router, Stats, StableId, StickyConfig};
+use crate::{Router, StableId, Stats, StickyConfig};
 
 /// Session-affinity routing over a `Discover` backend set. See the
 /// [module docs](crate::service).
@@ -162,7 +162,10 @@ where
                 }
             }
         }
-        if self.services.ready_len() > 0 || self.router.config().failover_policy() == crate::FailoverPolicy::Strict && !self.table.is_empty() {
+        if self.services.ready_len() > 0
+            || self.router.config().failover_policy() == crate::FailoverPolicy::Strict
+                && !self.table.is_empty()
+        {
             Poll::Ready(Ok(()))
         } else {
             Poll::Pending
@@ -192,7 +195,8 @@ where
         let key = self.table.get(slot).expect("decided slot exists").key();
         let future = {
             let _e = span.enter();
-            self.services.call_ready(key, Request::from_parts(parts, body))
+            self.services
+                .call_ready(key, Request::from_parts(parts, body))
         };
         let router = decision.issued_token().map(|_| self.router.clone());
         ResponseFuture::backend(future, decision, router, guard, span)

@@ -229,7 +229,8 @@ impl<K, T> BackendTable<K, T> {
 
     /// Requests in flight over all backends.
     pub fn total_in_flight(&self) -> usize {
-        self.total_in_flight.load(std::sync::atomic::Ordering::Relaxed)
+        self.total_in_flight
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A table with the same backends, states and counters and new payloads.

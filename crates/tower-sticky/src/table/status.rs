@@ -226,7 +226,10 @@ impl BackendStatus {
             let until = now_ms + ejection.cool_down().as_millis() as u64;
             self.ejected_until_ms.store(until, Relaxed);
             self.ejections.fetch_add(1, Relaxed);
-            tracing::warn!(failures = streak, "backend ejected after consecutive failures");
+            tracing::warn!(
+                failures = streak,
+                "backend ejected after consecutive failures"
+            );
         }
     }
 }
@@ -244,7 +247,11 @@ pub struct InFlight {
 }
 
 impl InFlight {
-    pub(crate) fn new(status: Arc<BackendStatus>, ejection: crate::Ejection, clock: crate::Clock) -> Self {
+    pub(crate) fn new(
+        status: Arc<BackendStatus>,
+        ejection: crate::Ejection,
+        clock: crate::Clock,
+    ) -> Self {
         status.in_flight.fetch_add(1, Relaxed);
         status.total_in_flight.fetch_add(1, Relaxed);
         Self {

@@ -78,7 +78,9 @@ impl Key {
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print key material.
-        f.debug_struct("Key").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("Key")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -173,7 +175,10 @@ mod tests {
         let back = Key::from_base64(&k.to_base64()).unwrap();
         assert_eq!(back.id(), k.id());
         assert_eq!(back.to_base64(), k.to_base64());
-        assert!(matches!(Key::from_base64("not base64 !!"), Err(KeyError::Encoding)));
+        assert!(matches!(
+            Key::from_base64("not base64 !!"),
+            Err(KeyError::Encoding)
+        ));
         assert!(matches!(Key::from_base64("AAAA"), Err(KeyError::Length(3))));
     }
 
@@ -185,8 +190,14 @@ mod tests {
         let ring = KeyRing::from_lines(&text).unwrap();
         assert_eq!(ring.keys().len(), 2);
         assert_eq!(ring.sealing().to_base64(), a.to_base64());
-        assert!(matches!(KeyRing::from_lines("\n# nothing\n"), Err((0, KeyError::Empty))));
-        assert!(matches!(KeyRing::from_lines(&format!("{}\nxx!\n", a.to_base64())), Err((2, KeyError::Encoding))));
+        assert!(matches!(
+            KeyRing::from_lines("\n# nothing\n"),
+            Err((0, KeyError::Empty))
+        ));
+        assert!(matches!(
+            KeyRing::from_lines(&format!("{}\nxx!\n", a.to_base64())),
+            Err((2, KeyError::Encoding))
+        ));
     }
 
     #[test]

@@ -64,11 +64,17 @@ fn reasons() {
     // Another key: unknown key id (or forged if the ids happen to collide).
     let other = codec();
     let r = other.open(text);
-    assert!(matches!(r, Err(InvalidToken::UnknownKey) | Err(InvalidToken::Forged)));
+    assert!(matches!(
+        r,
+        Err(InvalidToken::UnknownKey) | Err(InvalidToken::Forged)
+    ));
     // Version byte edited.
     let mut raw = URL_SAFE_NO_PAD.decode(text).unwrap();
     raw[0] = 9;
-    assert_eq!(c.open(URL_SAFE_NO_PAD.encode(&raw).as_bytes()), Err(InvalidToken::UnknownVersion));
+    assert_eq!(
+        c.open(URL_SAFE_NO_PAD.encode(&raw).as_bytes()),
+        Err(InvalidToken::UnknownVersion)
+    );
 }
 
 #[test]
