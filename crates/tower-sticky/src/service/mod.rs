@@ -36,6 +36,9 @@ pub use future::ResponseFuture;
 pub use layer::StickyLayer;
 pub use service::Sticky;
 
+#[cfg(test)]
+mod tests;
+
 /// Errors the [`Sticky`] service returns besides its backends' own.
 pub mod error {
     use std::fmt;
