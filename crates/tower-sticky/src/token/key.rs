@@ -4,14 +4,14 @@ use std::fmt;
 
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine as _;
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use aes_gcm_siv::aead::{AeadInPlace, KeyInit};
+use aes_gcm_siv::{Aes256GcmSiv, Nonce};
 use rand::TryRngCore;
 
 /// Length of a key in bytes (256 bits).
 pub const KEY_LEN: usize = 32;
 
-/// One 256-bit XChaCha20-Poly1305 key, with the one-byte id tokens name it by.
+/// One 256-bit AES-256-GCM-SIV key, with the one-byte id tokens name it by.
 ///
 /// The id is derived from the key itself (a byte of the AEAD's own tag over a
 /// fixed label), so every replica that loads the same key agrees on its id and
@@ -19,17 +19,17 @@ pub const KEY_LEN: usize = 32;
 #[derive(Clone)]
 pub struct Key {
     pub(crate) id: u8,
-    pub(crate) cipher: XChaCha20Poly1305,
+    pub(crate) cipher: Aes256GcmSiv,
     bytes: [u8; KEY_LEN],
 }
 
 impl Key {
     /// A key from 32 raw bytes.
     pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
-        let cipher = XChaCha20Poly1305::new((&bytes).into());
+        let cipher = Aes256GcmSiv::new((&bytes).into());
         let mut empty = [0u8; 0];
         let tag = cipher
-            .encrypt_in_place_detached(&XNonce::default(), b"tower-sticky key id", &mut empty)
+            .encrypt_in_place_detached(&Nonce::default(), b"tower-sticky key id", &mut empty)
             .expect("sealing an empty message cannot fail");
         Self {
             id: tag[0],
