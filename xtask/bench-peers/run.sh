@@ -60,6 +60,10 @@ start_bg() {            # start_bg <label> <cpu> <cmd...>  -> records pid
 }
 
 stop_all() {
+  # Must finish even when stdout is gone (e.g. piped into `head`) or a command fails:
+  # ignore SIGPIPE and errors here, and never let a message abort the cleanup.
+  trap '' PIPE INT TERM
+  set +e
   local pid i
   for pid in "${PIDS[@]}"; do
     if kill -0 "$pid" 2>/dev/null; then
@@ -68,7 +72,7 @@ stop_all() {
       if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
     fi
     wait "$pid" 2>/dev/null || true
-    echo "stopped ${NAME_OF[$pid]} pid=$pid"
+    echo "stopped ${NAME_OF[$pid]} pid=$pid" 2>/dev/null
   done
   PIDS=()
   rm -rf "$RUN"
@@ -95,6 +99,9 @@ wait_port_soft() {      # wait_port_soft <port> <pid>  (bounded: 10 s; 1 if not 
   return 1
 }
 
+for p in 9001 9002 9003 8081 8082 8083 8084 "$GATEWAY_PORT"; do   # refuse to measure someone else's server
+  if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$p/"; then echo "port 127.0.0.1:$p is already in use"; exit 1; fi
+done
 start_bg backends "$LOAD_CPU" nginx -p "$RUN/" -e "$RUN/backends.err" -c "$KIT/conf/backends.nginx.conf"
 BACKEND_PID=${PIDS[-1]}
 start_bg haproxy "$SUT_CPU" haproxy -db -f "$KIT/conf/haproxy.cfg"

@@ -86,8 +86,20 @@ fn main() -> ExitCode {
     }
 }
 
-/// The workspace root (the parent of this crate's directory).
+/// The workspace root: the nearest directory at or above the current one whose
+/// `Cargo.toml` has a `[workspace]` table (cargo runs us from where it was invoked),
+/// else the parent of this crate's directory as it was at build time.
 pub(crate) fn workspace_root() -> PathBuf {
+    if let Ok(cwd) = std::env::current_dir() {
+        for dir in cwd.ancestors() {
+            let is_workspace = std::fs::read_to_string(dir.join("Cargo.toml"))
+                .map(|t| t.lines().any(|l| l.trim() == "[workspace]"))
+                .unwrap_or(false);
+            if is_workspace && dir.join("xtask").is_dir() {
+                return dir.to_path_buf();
+            }
+        }
+    }
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     manifest.parent().map(PathBuf::from).unwrap_or(manifest)
 }
