@@ -38,6 +38,8 @@ struct Opts {
     scenarios: Vec<String>,
     /// Never call apt-get.
     no_install: bool,
+    /// A prebuilt gateway to measure instead of building `sticky-gateway` here.
+    gateway_bin: Option<PathBuf>,
 }
 
 /// Reads a numeric environment variable, falling back to `default`.
@@ -66,6 +68,9 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             .map(String::from)
             .collect(),
         no_install: false,
+        gateway_bin: std::env::var_os("GATEWAY_BIN")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -89,6 +94,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "--dur" => o.dur = num(value()?)?,
             "--scenarios" => o.scenarios = value()?.split_whitespace().map(String::from).collect(),
             "--no-install" => o.no_install = true,
+            "--gateway-bin" => o.gateway_bin = Some(PathBuf::from(value()?)),
             other => return Err(format!("unknown option `{other}`")),
         }
     }
@@ -138,8 +144,17 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
 
     let wants_gateway = o.scenarios.iter().any(|s| s.starts_with("sticky-"));
     let gateway = if wants_gateway {
-        banner("bench-peers: cargo build --release -p sticky-gateway");
-        match prepare_gateway(&root, &scratch) {
+        let built = match &o.gateway_bin {
+            Some(bin) => {
+                banner(&format!("bench-peers: prebuilt gateway {}", bin.display()));
+                Ok(bin.clone())
+            }
+            None => {
+                banner("bench-peers: cargo build --release -p sticky-gateway");
+                build_gateway(&root)
+            }
+        };
+        match built.and_then(|bin| make_key(bin, &scratch)) {
             Ok(g) => Some(g),
             Err(e) => {
                 println!("SKIP sticky-* scenarios: {e}");
@@ -150,15 +165,17 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         None
     };
 
-    let per_run = o.warm + o.dur + 2;
-    let expected = u64::from(o.rounds) * o.scenarios.len() as u64 * u64::from(per_run) + 60;
+    // About 0.3 s per wrk run on top of warm-up + measurement, plus ~5 s of start-up
+    // and checks; the bound below is generous on top of that.
+    let runs = u64::from(o.rounds) * o.scenarios.len() as u64;
+    let expected = runs * (u64::from(o.warm + o.dur) * 10 + 3) / 10 + 5;
     banner(&format!(
-        "bench-peers: {} round(s) x {} scenario(s), {} s each, PIN={} (about {} min) -> {}",
+        "bench-peers: {} round(s) x {} scenario(s), {} s each, PIN={} (about {} s) -> {}",
         o.rounds,
         o.scenarios.len(),
         o.warm + o.dur,
         o.pin,
-        expected.div_ceil(60),
+        expected,
         outdir.display()
     ));
     let mut cmd = Command::new("bash");
@@ -177,7 +194,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         cmd.env("GATEWAY_BIN", bin).env("GATEWAY_KEY", key);
     }
     // Generous bound: sanity checks and start-up add well under a minute.
-    let deadline = Instant::now() + Duration::from_secs(expected * 2 + 120);
+    let deadline = Instant::now() + Duration::from_secs(expected * 3 / 2 + runs * 20 + 120);
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start run.sh: {e}"))?;
@@ -252,9 +269,8 @@ fn ensure_tools(no_install: bool) -> Result<(), String> {
     }
 }
 
-/// Builds the gateway in release mode and writes a key file with `sticky-gateway keygen`.
-/// Returns (binary, key file), or why the gateway scenarios cannot run.
-fn prepare_gateway(root: &Path, scratch: &Path) -> Result<(PathBuf, PathBuf), String> {
+/// Builds the gateway in release mode; returns the binary or why it cannot run.
+fn build_gateway(root: &Path) -> Result<PathBuf, String> {
     let t = Instant::now();
     let deadline = t + Duration::from_secs(30 * 60);
     let st = run_bounded(
@@ -274,6 +290,11 @@ fn prepare_gateway(root: &Path, scratch: &Path) -> Result<(PathBuf, PathBuf), St
     if !bin.exists() {
         return Err(format!("{} not found after the build", bin.display()));
     }
+    Ok(bin)
+}
+
+/// Writes a key file with `<bin> keygen`; returns (binary, key file).
+fn make_key(bin: PathBuf, scratch: &Path) -> Result<(PathBuf, PathBuf), String> {
     let key = scratch.join("gateway.key");
     let file = std::fs::File::create(&key).map_err(|e| format!("{}: {e}", key.display()))?;
     let st = run_bounded(

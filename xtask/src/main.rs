@@ -19,7 +19,7 @@
 //! a lot of data); CI runs the default. The whole command is bounded: it gives up after
 //! `XTASK_TIMEOUT_SECS` (default 1620 s = 27 min) and then stops the processes it started.
 //!
-//! # `cargo xtask bench-peers [--rounds N] [--pin 0|1] [--dur S] [--scenarios "a b"] [--no-install]`
+//! # `cargo xtask bench-peers [--rounds N] [--pin 0|1] [--dur S] [--scenarios "a b"] [--gateway-bin PATH] [--no-install]`
 //! Throughput/CPU comparison of `sticky-gateway` with HAProxy (cookie insert) and nginx OSS
 //! (cookie hash) on loopback, with the kit in `xtask/bench-peers/` (see its README.md).
 //! Installs `nginx-light haproxy wrk curl` with apt-get when missing, builds
@@ -29,6 +29,7 @@
 //! `SCENARIOS` (all); `WARM`, `CONNS`, `THREADS`, `SUT_CPU`, `LOAD_CPU` pass through to the
 //! script. Results go to `target/bench-peers/<stamp>/` (raw wrk output, `summary.tsv`,
 //! `summary.md`). With the defaults it takes about 7 minutes plus the release build.
+//! `--gateway-bin PATH` (or `GATEWAY_BIN`) measures a prebuilt gateway instead of building.
 //! If the gateway does not build or start, its scenarios are skipped with a message.
 //!
 //! # `cargo xtask bench-summary <summary.tsv>...`
@@ -51,7 +52,8 @@ commands:
   test [--release] [--no-install]
         fmt check, clippy -D warnings, tests (all targets + doc tests), rustdoc -D warnings;
         installs Debian chromium for the browser test when missing and root
-  bench-peers [--rounds N] [--pin 0|1] [--dur SECS] [--scenarios \"a b ...\"] [--no-install]
+  bench-peers [--rounds N] [--pin 0|1] [--dur SECS] [--scenarios \"a b ...\"]
+              [--gateway-bin PATH] [--no-install]
         sticky-gateway vs HAProxy vs nginx on loopback (env ROUNDS, PIN, DUR, SCENARIOS too)
   bench-summary <summary.tsv>...
         markdown summary of earlier bench-peers results

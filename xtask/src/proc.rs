@@ -129,10 +129,11 @@ fn is_alive(pid: u32) -> bool {
     }
 }
 
-/// Sends `SIG<sig>` to one pid with the `kill` utility.
+/// Sends `SIG<sig>` to one pid with the shell's `kill` builtin (a minimal Debian has
+/// no `/bin/kill`, which comes with procps).
 fn signal(pid: u32, sig: &str) {
-    let _ = Command::new("kill")
-        .arg(format!("-{sig}"))
+    let _ = Command::new("sh")
+        .args(["-c", "kill -s \"$1\" \"$2\"", "kill", sig])
         .arg(pid.to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -206,6 +207,12 @@ impl Apt {
                 .stdin(Stdio::null());
             c
         };
+        if !self.updated && std::env::var_os("XTASK_APT_UPDATED").is_some_and(|v| v == "1") {
+            println!(
+                "xtask: XTASK_APT_UPDATED=1 (apt-get update ran just before); not updating again"
+            );
+            self.updated = true;
+        }
         if !self.updated {
             println!("xtask: apt-get update");
             let st = run_bounded(
