@@ -75,6 +75,7 @@ stop_all() {
     echo "stopped ${NAME_OF[$pid]} pid=$pid" 2>/dev/null
   done
   PIDS=()
+  if [ -s "$RUN/gateway.out" ]; then cp "$RUN/gateway.out" "$OUTDIR/gateway.log"; fi
   rm -rf "$RUN"
 }
 trap stop_all EXIT
@@ -246,7 +247,7 @@ run_wrk() {   # run_wrk <seconds> <url> <cookie-kind> <outfile>
   local -a cmd=(timeout $((d + 20)) wrk -t"$THREADS" -c"$CONNS" -d"${d}s" --latency "${hdr[@]}" "$url")
   [ "$PIN" = 1 ] && cmd=(taskset -c "$LOAD_CPU" "${cmd[@]}")
   echo "# ${cmd[*]}" >"$out"
-  "${cmd[@]}" >>"$out" 2>&1
+  "${cmd[@]}" >>"$out" 2>&1 || echo "# exit status $?" >>"$out"
 }
 
 SUM="$OUTDIR/summary.tsv"
@@ -263,12 +264,24 @@ SUM="$OUTDIR/summary.tsv"
 for r in $(seq 1 "$ROUNDS"); do
   for s in $SCENARIOS; do
     IFS='|' read -r url ck sut <<<"$(scen "$s")"
+    case $s in sticky-*) [ "$GATEWAY_OK" = 1 ] || continue;; esac
     sut_pid=$(cat "$RUN/$sut.pid")
+    if ! kill -0 "$sut_pid" 2>/dev/null; then
+      echo "round $r $s: $sut (pid $sut_pid) is gone"; tail -n 20 "$RUN/$sut.out" 2>/dev/null | sed 's/^/  | /' || true
+      if [ "$sut" = gateway ]; then drop_sticky "sticky-gateway exited during the run"; continue; fi
+      exit 1
+    fi
     if [ "$PIN" = 1 ] && [ "$s" = direct ]; then taskset -a -pc "$SUT_CPU" "$BACKEND_PID" >/dev/null; fi
     run_wrk "$WARM" "$url" "$ck" "$RUN/warm.txt"     # discarded warm-up
     t0=$(cpu_ticks "$sut_pid"); b0=$(cpu_ticks "$BACKEND_PID"); read -r busy0 tot0 sirq0 steal0 <<<"$(sys_busy)"
     run_wrk "$DUR" "$url" "$ck" "$OUTDIR/r$r-$s.txt"
-    t1=$(cpu_ticks "$sut_pid"); b1=$(cpu_ticks "$BACKEND_PID"); read -r busy1 tot1 sirq1 steal1 <<<"$(sys_busy)"
+    if ! t1=$(cpu_ticks "$sut_pid" 2>/dev/null); then
+      echo "round $r $s: $sut (pid $sut_pid) exited during the measurement; row dropped"
+      tail -n 20 "$RUN/$sut.out" 2>/dev/null | sed 's/^/  | /' || true
+      if [ "$sut" = gateway ]; then drop_sticky "sticky-gateway exited during the run"; continue; fi
+      exit 1
+    fi
+    b1=$(cpu_ticks "$BACKEND_PID"); read -r busy1 tot1 sirq1 steal1 <<<"$(sys_busy)"
     if [ "$PIN" = 1 ] && [ "$s" = direct ]; then taskset -a -pc "$LOAD_CPU" "$BACKEND_PID" >/dev/null; fi
     f="$OUTDIR/r$r-$s.txt"
     rps=$(awk '/^Requests\/sec/{print $2}' "$f")

@@ -4,7 +4,7 @@
 //! module prepares the machine (tools, free ports, gateway binary and key), runs the
 //! script within a time bound and summarizes its `summary.tsv`.
 
-use crate::proc::{run_bounded, stop_tree, wait_bounded, which, Apt};
+use crate::proc::{run_bounded, wait_bounded, which, Apt};
 use crate::{banner, cargo_bin, summary, target_dir, workspace_root};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -204,10 +204,17 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         deadline,
         Duration::from_secs(15),
     );
-    if status.is_err() {
-        stop_tree(&mut child, Duration::from_secs(1));
-    }
     let _ = std::fs::remove_dir_all(&scratch);
+    let tsv = outdir.join("summary.tsv");
+    let ok = matches!(&status, Ok(st) if st.success());
+    let md = summary::render(std::slice::from_ref(&tsv));
+    if let Ok(md) = &md {
+        std::fs::write(outdir.join("summary.md"), md)
+            .map_err(|e| format!("writing summary.md: {e}"))?;
+        let partial = if ok { "" } else { "partial " };
+        banner(&format!("bench-peers {partial}summary ({})", tsv.display()));
+        println!("{md}");
+    }
     let status = status?;
     if !status.success() {
         return Err(format!(
@@ -215,13 +222,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             outdir.display()
         ));
     }
-
-    let tsv = outdir.join("summary.tsv");
-    let md = summary::render(std::slice::from_ref(&tsv))?;
-    std::fs::write(outdir.join("summary.md"), &md)
-        .map_err(|e| format!("writing summary.md: {e}"))?;
-    banner(&format!("bench-peers summary ({})", tsv.display()));
-    println!("{md}");
+    md?;
     println!(
         "bench-peers took {:.1} min; results in {}",
         started.elapsed().as_secs_f64() / 60.0,
