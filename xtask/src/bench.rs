@@ -139,8 +139,8 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let stamp = utc_stamp();
     let outdir = target_dir().join("bench-peers").join(&stamp);
     std::fs::create_dir_all(&outdir).map_err(|e| format!("{}: {e}", outdir.display()))?;
-    let scratch = std::env::temp_dir().join(format!("sticky-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
+    let scratch_dir = ScratchDir::new()?;
+    let scratch = scratch_dir.0.as_path();
 
     let wants_gateway = o.scenarios.iter().any(|s| s.starts_with("sticky-"));
     let gateway = if wants_gateway {
@@ -154,7 +154,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
                 build_gateway(&root)
             }
         };
-        match built.and_then(|bin| make_key(bin, &scratch)) {
+        match built.and_then(|bin| make_key(bin, scratch)) {
             Ok(g) => Some(g),
             Err(e) => {
                 println!("SKIP sticky-* scenarios: {e}");
@@ -165,6 +165,14 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         None
     };
 
+    if gateway.is_none() && wants_gateway {
+        o.scenarios.retain(|s| !s.starts_with("sticky-"));
+        if o.scenarios.is_empty() {
+            return Err(
+                "only sticky-* scenarios were asked for and the gateway is unavailable".into(),
+            );
+        }
+    }
     // About 0.3 s per wrk run on top of warm-up + measurement, plus ~5 s of start-up
     // and checks; the bound below is generous on top of that.
     let runs = u64::from(o.rounds) * o.scenarios.len() as u64;
@@ -204,7 +212,6 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         deadline,
         Duration::from_secs(15),
     );
-    let _ = std::fs::remove_dir_all(&scratch);
     let tsv = outdir.join("summary.tsv");
     let ok = matches!(&status, Ok(st) if st.success());
     let md = summary::render(std::slice::from_ref(&tsv));
@@ -229,6 +236,29 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         outdir.display()
     );
     Ok(())
+}
+
+/// A private temporary directory (for the gateway key), removed on drop.
+struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    /// Creates `$TMPDIR/sticky-bench-<pid>` with mode 0700.
+    fn new() -> Result<Self, String> {
+        use std::os::unix::fs::DirBuilderExt;
+        let dir = std::env::temp_dir().join(format!("sticky-bench-{}", std::process::id()));
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Installs (or finds) nginx, haproxy, wrk and curl.
