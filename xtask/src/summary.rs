@@ -175,6 +175,44 @@ pub(crate) fn render(paths: &[PathBuf]) -> Result<String, String> {
         );
     }
 
+    // With PIN=1 the system under test should saturate its CPU; when it does not, the
+    // load side was starved (typically other work on the machine) and the numbers are noise.
+    let pinned = comments.iter().any(|c| c.contains("mode=pinned"));
+    let starved: Vec<String> = order
+        .iter()
+        .filter_map(|s| {
+            let pct = median(
+                by_scen[s]
+                    .iter()
+                    .filter_map(|r| r.num("sut_cpu_pct"))
+                    .collect(),
+            )?;
+            (pinned && pct < 85.0).then(|| format!("{s} {pct:.0}%"))
+        })
+        .collect();
+    if !starved.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n**Warning:** pinned, yet the system under test used well under one full CPU \
+             (median: {}). The load side was starved, usually by other work on the machine; \
+             these numbers are not comparable with a quiet run.",
+            starved.join(", ")
+        );
+    }
+    let steal = median(
+        by_scen
+            .values()
+            .flatten()
+            .filter_map(|r| r.num("steal_pct"))
+            .collect(),
+    );
+    if let Some(st) = steal.filter(|st| *st > 2.0) {
+        let _ = writeln!(
+            out,
+            "\n**Warning:** median steal time {st:.1}%: the VM's host was busy."
+        );
+    }
+
     out.push_str("\n**sticky-gateway vs peers** (median of per-round ratios, same round; req/s > 1 and CPU < 1 favour sticky-gateway)\n\n");
     let present: Vec<&(&str, &str)> = PAIRS
         .iter()
