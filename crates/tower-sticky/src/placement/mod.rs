@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | [`Placement::least_loaded`] (default) | the less loaded of two random backends | O(1) |
 //! | [`Placement::round_robin`] | the next backend in turn | O(1) amortised |
-//! | [`Placement::weighted`] | a random backend, proportional to its weight | O(1) expected |
+//! | [`Placement::weighted`] | a random backend, proportional to its weight | O(n) scan for the largest weight, then O(1) expected |
 //! | [`Placement::rendezvous`] | the session's rendezvous winner under a bounded-load cap | O(n) |
 //!
 //! Slow start applies to all of them: a backend inserted less than the

@@ -472,7 +472,8 @@ fn invalid_tokens_fall_back_to_a_new_session_and_are_counted() {
     let kid = ring().sealing().id();
 
     // Forged: a well-formed token under our key id that no key sealed.
-    let mut raw = [0x5a_u8; 66];
+    let mut raw = URL_SAFE_NO_PAD.decode(&good).unwrap();
+    raw.fill(0x5a);
     raw[0] = VERSION;
     raw[1] = kid;
     falls_back(
@@ -483,7 +484,8 @@ fn invalid_tokens_fall_back_to_a_new_session_and_are_counted() {
 
     // Edited: one character of the ciphertext changed.
     let mut edited = good.clone().into_bytes();
-    edited[50] = if edited[50] == b'A' { b'B' } else { b'A' };
+    let at = TOKEN_LEN - 10;
+    edited[at] = if edited[at] == b'A' { b'B' } else { b'A' };
     falls_back(&mut h, &edited, InvalidToken::Forged);
 
     // Sealed by our key for another cookie name: the name is bound in.
