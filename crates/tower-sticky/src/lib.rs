@@ -24,7 +24,7 @@ pub use cookie::{CookieConfig, CookieLifetime, SameSite};
 pub use failover::FailoverPolicy;
 pub use outcome::{Outcome, Reason};
 pub use placement::Placement;
-pub use router::{Decision, Router};
+pub use router::{Decision, Readiness, Router};
 pub use service::{Sticky, StickyLayer};
 pub use source::{AffinityKey, AffinitySource, PeerAddr};
 pub use stats::{BackendStats, Stats};

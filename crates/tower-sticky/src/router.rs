@@ -96,6 +96,31 @@ pub struct Router {
     inner: Arc<Inner>,
 }
 
+/// What a caller knows about its backends beyond the table: whether each
+/// one's service can take a request now and, where services measure their own
+/// load (`tower::load::Load`), how two compare.
+///
+/// Any `Fn(usize) -> bool` is a `Readiness` that reports no load of its own,
+/// so placement uses the in-flight counts the layer keeps.
+pub trait Readiness {
+    /// Whether the backend in `slot` can take a request now.
+    fn is_ready(&self, slot: usize) -> bool;
+
+    /// How the service-reported loads of two backends compare, if the
+    /// services report one.
+    fn compare_load(&self, a: usize, b: usize) -> Option<std::cmp::Ordering> {
+        let _ = (a, b);
+        None
+    }
+}
+
+impl<F: Fn(usize) -> bool> Readiness for F {
+    #[inline]
+    fn is_ready(&self, slot: usize) -> bool {
+        self(slot)
+    }
+}
+
 /// The table as placement and failover see it at one instant.
 struct View<'a, K, T, R> {
     table: &'a BackendTable<K, T>,
@@ -105,7 +130,7 @@ struct View<'a, K, T, R> {
     grace_ms: u64,
 }
 
-impl<K, T, R: Fn(usize) -> bool> Candidates for View<'_, K, T, R> {
+impl<K, T, R: Readiness> Candidates for View<'_, K, T, R> {
     fn len(&self) -> usize {
         self.table.len()
     }
@@ -120,7 +145,7 @@ impl<K, T, R: Fn(usize) -> bool> Candidates for View<'_, K, T, R> {
         self.table
             .get(i)
             .is_some_and(|b| b.status().takes_new(self.now_ms))
-            && (self.ready)(i)
+            && self.ready.is_ready(i)
     }
     #[inline]
     fn can_serve(&self, i: usize) -> bool {
@@ -129,7 +154,7 @@ impl<K, T, R: Fn(usize) -> bool> Candidates for View<'_, K, T, R> {
             !s.is_unhealthy(self.now_ms)
                 && s.removed_ms()
                     .map_or(true, |t| self.now_ms < t + self.grace_ms)
-        }) && (self.ready)(i)
+        }) && self.ready.is_ready(i)
     }
     fn in_flight(&self, i: usize) -> usize {
         self.table.get(i).map_or(0, |b| b.status().in_flight())
@@ -139,6 +164,9 @@ impl<K, T, R: Fn(usize) -> bool> Candidates for View<'_, K, T, R> {
     }
     fn weight(&self, i: usize) -> u32 {
         self.table.get(i).map_or(1, |b| b.status().weight())
+    }
+    fn compare_load(&self, a: usize, b: usize) -> Option<std::cmp::Ordering> {
+        self.ready.compare_load(a, b)
     }
     fn ramp(&self, i: usize) -> f64 {
         if self.slow_start_ms == 0 {
@@ -181,14 +209,14 @@ impl Router {
         self.inner.codec.as_ref()
     }
 
-    /// Decides where the request with head `parts` goes. `ready(slot)` says
-    /// whether a backend's service can take a request now (always true where
-    /// there is no backpressure).
+    /// Decides where the request with head `parts` goes. `ready` says
+    /// whether a backend's service can take a request now (pass `|_| true`
+    /// where there is no backpressure).
     pub fn decide<K, T>(
         &self,
         table: &BackendTable<K, T>,
         parts: &Parts,
-        ready: impl Fn(usize) -> bool,
+        ready: impl Readiness,
     ) -> Decision {
         let cfg = &self.inner.config;
         let now_ms = cfg.clock.now_ms();
@@ -217,7 +245,7 @@ impl Router {
         d
     }
 
-    fn decide_token<K, T, R: Fn(usize) -> bool>(
+    fn decide_token<K, T, R: Readiness>(
         &self,
         view: &View<'_, K, T, R>,
         raw: Option<&[u8]>,
@@ -285,11 +313,7 @@ impl Router {
     }
 
     /// Why a backend that exists cannot serve.
-    fn unavailable_reason<K, T, R: Fn(usize) -> bool>(
-        &self,
-        view: &View<'_, K, T, R>,
-        i: usize,
-    ) -> Reason {
+    fn unavailable_reason<K, T, R: Readiness>(&self, view: &View<'_, K, T, R>, i: usize) -> Reason {
         match view.table.get(i) {
             Some(b) if b.status().is_unhealthy(view.now_ms) => Reason::Unhealthy,
             Some(b) if b.status().removed_ms().is_some() => Reason::Removed,
@@ -315,11 +339,7 @@ impl Router {
         Ok(t)
     }
 
-    fn place_new<K, T, R: Fn(usize) -> bool>(
-        &self,
-        view: &View<'_, K, T, R>,
-        now_s: u32,
-    ) -> Decision {
+    fn place_new<K, T, R: Readiness>(&self, view: &View<'_, K, T, R>, now_s: u32) -> Decision {
         let session: u64 = rand::random();
         let target = self
             .inner
@@ -342,7 +362,7 @@ impl Router {
         }
     }
 
-    fn decide_hashed<K, T, R: Fn(usize) -> bool>(
+    fn decide_hashed<K, T, R: Readiness>(
         &self,
         view: &View<'_, K, T, R>,
         key: Option<crate::AffinityKey>,

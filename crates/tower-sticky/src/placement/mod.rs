@@ -60,6 +60,13 @@ pub trait Candidates {
     fn weight(&self, i: usize) -> u32;
     /// Slow-start share of backend `i`, in `(0, 1]`.
     fn ramp(&self, i: usize) -> f64;
+    /// How the services' own load measures (`tower::load::Load`) of two
+    /// backends compare, where the services have one; `None` means "use
+    /// the in-flight counts".
+    fn compare_load(&self, a: usize, b: usize) -> Option<std::cmp::Ordering> {
+        let _ = (a, b);
+        None
+    }
 }
 
 /// A placement algorithm. `seed` is random per new session (the session id)

@@ -29,11 +29,13 @@
 
 mod future;
 mod layer;
+mod load;
 #[allow(clippy::module_inception)]
 mod service;
 
 pub use future::ResponseFuture;
 pub use layer::StickyLayer;
+pub use load::{CountedInFlight, LoadSource, ServiceLoad};
 pub use service::Sticky;
 
 #[cfg(test)]
