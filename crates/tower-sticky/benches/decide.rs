@@ -80,7 +80,9 @@ fn bench_token(c: &mut Criterion) {
     let token = Token::new(BackendId::from_u64(7), 42, 1_800_000_000);
     let sealed = codec.seal(&token);
     let mut g = c.benchmark_group("token");
-    g.bench_function("open", |b| b.iter(|| codec.open(black_box(sealed.as_str().as_bytes()))));
+    g.bench_function("open", |b| {
+        b.iter(|| codec.open(black_box(sealed.as_str().as_bytes())))
+    });
     g.bench_function("seal", |b| b.iter(|| codec.seal(black_box(&token))));
     g.bench_function("set_cookie", |b| {
         let cfg = tower_sticky::CookieConfig::new("sticky").secure(true);

@@ -40,10 +40,10 @@ pub use key::{Key, KeyError, KeyRing, KEY_LEN};
 
 use std::fmt;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use aes_gcm_siv::aead::AeadInPlace;
 use aes_gcm_siv::{Nonce, Tag};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use rand::RngCore;
 
 use crate::BackendId;
