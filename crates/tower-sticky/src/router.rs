@@ -35,6 +35,7 @@ pub struct Decision {
     issue: Option<Token>,
     invalid: Option<InvalidToken>,
     strip: bool,
+    reject_error: bool,
 }
 
 impl Decision {
@@ -56,6 +57,10 @@ impl Decision {
     /// Why a presented token was not trusted, if one was presented and wasn't.
     pub fn invalid_token(&self) -> Option<InvalidToken> {
         self.invalid
+    }
+
+    pub(crate) fn reject_as_error(&self) -> bool {
+        self.reject_error
     }
 
     /// The token the response will carry, when one is issued or refreshed.
@@ -242,7 +247,10 @@ impl Router {
             Source::Extractor(f) => self.decide_hashed(&view, f(parts)),
         };
         self.count(table, &d);
-        d
+        Decision {
+            reject_error: cfg.reject_with_error,
+            ..d
+        }
     }
 
     fn decide_token<K, T, R: Readiness>(
@@ -288,6 +296,7 @@ impl Router {
                     }),
                     invalid: None,
                     strip,
+                    reject_error: false,
                 };
             }
             Some(i) => self.unavailable_reason(view, i),
@@ -309,6 +318,7 @@ impl Router {
             issue,
             invalid: None,
             strip,
+            reject_error: false,
         }
     }
 
@@ -359,6 +369,7 @@ impl Router {
             issue: backend.map(|b| Token::new(b, session, now_s)),
             invalid: None,
             strip: false,
+            reject_error: false,
         }
     }
 
@@ -402,6 +413,7 @@ impl Router {
             issue: None,
             invalid: None,
             strip: false,
+            reject_error: false,
         }
     }
 
