@@ -158,7 +158,7 @@ impl<K, T, R: Readiness> Candidates for View<'_, K, T, R> {
             let s = b.status();
             !s.is_unhealthy(self.now_ms)
                 && s.removed_ms()
-                    .map_or(true, |t| self.now_ms < t + self.grace_ms)
+                    .is_none_or(|t| self.now_ms < t + self.grace_ms)
         }) && self.ready.is_ready(i)
     }
     fn in_flight(&self, i: usize) -> usize {

@@ -78,7 +78,7 @@ pub(crate) fn rendezvous_bounded(
     for i in (0..cands.len()).filter(|&i| keep(i)) {
         n += 1;
         let s = score(key, cands, i);
-        if top.map_or(true, |(best, _)| s > best) {
+        if top.is_none_or(|(best, _)| s > best) {
             top = Some((s, i));
         }
     }
