@@ -56,7 +56,8 @@ async fn main() {
     }
 
     round("insert backend delta: pinned users stay where they are");
-    tx.send(Ok(Change::Insert("delta", backend("delta")))).unwrap();
+    tx.send(Ok(Change::Insert("delta", backend("delta"))))
+        .unwrap();
     for user in users {
         send(&mut sticky, &mut jars, user).await;
     }
@@ -65,14 +66,18 @@ async fn main() {
         let (served, _) = send(&mut sticky, &mut jars, "ada").await;
         served
     };
-    round(&format!("drain {victim}: ada keeps it, new users go elsewhere"));
+    round(&format!(
+        "drain {victim}: ada keeps it, new users go elsewhere"
+    ));
     sticky.drain(&victim);
     send(&mut sticky, &mut jars, "ada").await;
     for user in ["dee", "eve"] {
         send(&mut sticky, &mut jars, user).await;
     }
 
-    round(&format!("remove {victim}: ada is re-pinned, deterministically"));
+    round(&format!(
+        "remove {victim}: ada is re-pinned, deterministically"
+    ));
     tx.send(Ok(Change::Remove(victim))).unwrap();
     send(&mut sticky, &mut jars, "ada").await;
     send(&mut sticky, &mut jars, "ada").await;
@@ -89,7 +94,11 @@ async fn main() {
 }
 
 /// Sends one request as `user`, prints the decision, keeps the cookie.
-async fn send<S>(svc: &mut S, jars: &mut HashMap<&str, String>, user: &'static str) -> (&'static str, Outcome)
+async fn send<S>(
+    svc: &mut S,
+    jars: &mut HashMap<&str, String>,
+    user: &'static str,
+) -> (&'static str, Outcome)
 where
     S: Service<Request<String>, Response = Response<String>>,
     S::Error: std::fmt::Debug,
