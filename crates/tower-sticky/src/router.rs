@@ -170,6 +170,9 @@ impl<K, T, R: Readiness> Candidates for View<'_, K, T, R> {
     fn weight(&self, i: usize) -> u32 {
         self.table.get(i).map_or(1, |b| b.status().weight())
     }
+    fn max_weight(&self) -> u32 {
+        self.table.max_weight()
+    }
     fn compare_load(&self, a: usize, b: usize) -> Option<std::cmp::Ordering> {
         self.ready.compare_load(a, b)
     }

@@ -4,7 +4,8 @@
 //! global allocator, so this file is its own test binary.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use http::header::COOKIE;
 use http::Request;
@@ -13,13 +14,21 @@ use tower_sticky::{BackendTable, Outcome, Router, StickyConfig};
 
 struct Counting;
 
-static COUNTING: AtomicBool = AtomicBool::new(false);
+thread_local! {
+    // Only this test's thread is counted: the test harness's own threads
+    // allocate whenever they like.
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+}
 static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+fn counting() -> bool {
+    COUNTING.try_with(Cell::get).unwrap_or(false)
+}
 
 #[allow(unsafe_code)]
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
+        if counting() {
             ALLOCS.fetch_add(1, Ordering::Relaxed);
         }
         unsafe { System.alloc(layout) }
@@ -28,7 +37,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
+        if counting() {
             ALLOCS.fetch_add(1, Ordering::Relaxed);
         }
         unsafe { System.realloc(ptr, layout, new_size) }
@@ -70,7 +79,7 @@ fn hit_path_allocates_nothing() {
 
     let mut parts = requests;
     ALLOCS.store(0, Ordering::Relaxed);
-    COUNTING.store(true, Ordering::Relaxed);
+    COUNTING.with(|c| c.set(true));
     for p in parts.iter_mut() {
         let d = router.decide(&table, p, |_| true);
         assert_eq!(d.outcome(), Outcome::Pinned);
@@ -80,7 +89,7 @@ fn hit_path_allocates_nothing() {
         router.tag_response(&d, &mut response_headers);
         guard.finish(true);
     }
-    COUNTING.store(false, Ordering::Relaxed);
+    COUNTING.with(|c| c.set(false));
     assert_eq!(ALLOCS.load(Ordering::Relaxed), 0, "the hit path allocated");
     assert!(parts.iter().all(|p| p.headers.get(COOKIE).is_none()));
 }

@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | [`Placement::least_loaded`] (default) | the less loaded of two random backends | O(1) |
 //! | [`Placement::round_robin`] | the next backend in turn | O(1) amortised |
-//! | [`Placement::weighted`] | a random backend, proportional to its weight | O(n) scan for the largest weight, then O(1) expected |
+//! | [`Placement::weighted`] | a random backend, proportional to its weight | O(1) expected |
 //! | [`Placement::rendezvous`] | the session's rendezvous winner under a bounded-load cap | O(n) |
 //!
 //! Slow start applies to all of them: a backend inserted less than the
@@ -58,6 +58,15 @@ pub trait Candidates {
     fn total_in_flight(&self) -> usize;
     /// Configured weight of backend `i` (default 1).
     fn weight(&self, i: usize) -> u32;
+    /// An upper bound of every backend's weight. The default scans; tables
+    /// keep it up to date so that weighted placement stays O(1).
+    fn max_weight(&self) -> u32 {
+        (0..self.len())
+            .map(|i| self.weight(i))
+            .max()
+            .unwrap_or(1)
+            .max(1)
+    }
     /// Slow-start share of backend `i`, in `(0, 1]`.
     fn ramp(&self, i: usize) -> f64;
     /// How the services' own load measures (`tower::load::Load`) of two

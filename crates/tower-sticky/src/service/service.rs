@@ -130,18 +130,21 @@ where
                 None => break,
                 Some(Err(e)) => return Err(error::Discover(e.into())),
                 Some(Ok(Change::Insert(key, svc))) => {
-                    match self.table.insert(key.clone(), (), now) {
-                        Ok(_) => self.services.push(key, svc),
+                    match self.table.upsert(key.clone(), (), now) {
+                        Ok((_, was_removed)) => {
+                            self.removed_pending -= usize::from(was_removed);
+                            self.services.push(key, svc);
+                        }
                         Err(collision) => tracing::error!(%collision, "backend not added"),
                     }
                 }
                 Some(Ok(Change::Remove(key))) => {
                     let id = key.stable_id();
-                    if grace.is_some() && self.table.mark_removed(id, now) {
-                        self.removed_pending += 1;
-                    } else {
+                    if grace.is_none() {
                         self.table.remove(id);
                         self.services.evict(&key);
+                    } else if self.table.mark_removed(id, now) {
+                        self.removed_pending += 1;
                     }
                 }
             }
