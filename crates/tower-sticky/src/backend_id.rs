@@ -135,8 +135,14 @@ mod tests {
     fn ids_are_fixed_across_processes() {
         // Pinned values: changing the derivation would strand every issued cookie.
         assert_eq!("b1".stable_id(), String::from("b1").stable_id());
-        assert_eq!("b1".stable_id().as_u64(), BackendId::from_bytes(b"b1").as_u64());
-        assert_eq!(BackendId::from_bytes(b"backend-a").as_u64(), 3_529_438_355_117_398_529);
+        assert_eq!(
+            "b1".stable_id().as_u64(),
+            BackendId::from_bytes(b"b1").as_u64()
+        );
+        assert_eq!(
+            BackendId::from_bytes(b"backend-a").as_u64(),
+            3_529_438_355_117_398_529
+        );
         assert_ne!("b1".stable_id(), "b2".stable_id());
         assert_eq!(7u8.stable_id(), 7u64.stable_id());
         let a: SocketAddr = "127.0.0.1:9001".parse().unwrap();

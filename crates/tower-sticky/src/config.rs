@@ -82,6 +82,7 @@ pub struct StickyConfig {
     pub(crate) ejection: Ejection,
     pub(crate) removal_grace: Option<Duration>,
     pub(crate) strip_token: bool,
+    pub(crate) reject_with_error: bool,
     pub(crate) clock: Clock,
 }
 
@@ -103,6 +104,7 @@ impl StickyConfig {
             ejection: Ejection::default(),
             removal_grace: None,
             strip_token: true,
+            reject_with_error: false,
             clock: Clock::system(),
         }
     }
@@ -122,7 +124,11 @@ impl StickyConfig {
     /// Bounded-load factor for hashed affinity (client address, extractor):
     /// no backend gets more than this times the mean in-flight load. Default 1.25.
     pub fn hash_balance_factor(mut self, factor: f64) -> Self {
-        self.hash_balance_factor = if factor.is_finite() { factor.max(1.0) } else { 1.25 };
+        self.hash_balance_factor = if factor.is_finite() {
+            factor.max(1.0)
+        } else {
+            1.25
+        };
         self
     }
 
@@ -176,6 +182,15 @@ impl StickyConfig {
     /// backend sees it. Default true.
     pub fn strip_token(mut self, strip: bool) -> Self {
         self.strip_token = strip;
+        self
+    }
+
+    /// Return [`error::Rejected`](crate::service::error::Rejected) from the
+    /// service instead of answering `503` when the layer refuses a request
+    /// (`Strict` failover, no backend). For stacks where an outer layer turns
+    /// errors into responses.
+    pub fn reject_with_error(mut self, as_error: bool) -> Self {
+        self.reject_with_error = as_error;
         self
     }
 

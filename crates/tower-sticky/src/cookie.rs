@@ -150,8 +150,14 @@ fn pair_name(pair: &[u8]) -> &[u8] {
 }
 
 fn trim(s: &[u8]) -> &[u8] {
-    let start = s.iter().position(|&b| b != b' ' && b != b'\t').unwrap_or(s.len());
-    let end = s.iter().rposition(|&b| b != b' ' && b != b'\t').map_or(start, |e| e + 1);
+    let start = s
+        .iter()
+        .position(|&b| b != b' ' && b != b'\t')
+        .unwrap_or(s.len());
+    let end = s
+        .iter()
+        .rposition(|&b| b != b' ' && b != b'\t')
+        .map_or(start, |e| e + 1);
     &s[start..end]
 }
 
@@ -169,6 +175,17 @@ pub fn strip_cookie(headers: &mut HeaderMap, name: &str) {
     let ours = |p: &[u8]| pair_name(p) == name.as_bytes();
     let has = |v: &HeaderValue| v.as_bytes().split(|&b| b == b';').any(ours);
     if !headers.get_all(COOKIE).iter().any(has) {
+        return;
+    }
+    // Common case (HTTP/2, or ours the only cookie): every Cookie header holds
+    // nothing but ours, so dropping them all needs no rewrite and no allocation.
+    let only_ours = |v: &HeaderValue| {
+        v.as_bytes()
+            .split(|&b| b == b';')
+            .all(|p| trim(p).is_empty() || ours(p))
+    };
+    if headers.get_all(COOKIE).iter().all(only_ours) {
+        headers.remove(COOKIE);
         return;
     }
     let old: Vec<HeaderValue> = match headers.entry(COOKIE) {
@@ -261,8 +278,12 @@ mod tests {
     fn strips_only_ours() {
         let mut h = map(&["a=1; sticky=T; b=2", "sticky=T", "c=3"]);
         strip_cookie(&mut h, "sticky");
-        let all: Vec<_> = h.get_all(COOKIE).iter().map(|v| v.to_str().unwrap()).collect();
-        assert_eq!(all, ["c=3", "a=1; b=2"]);
+        let all: Vec<_> = h
+            .get_all(COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(all, ["a=1; b=2", "c=3"]);
         let mut untouched = map(&["stickyx=1; a=2"]);
         strip_cookie(&mut untouched, "sticky");
         assert_eq!(untouched.get(COOKIE).unwrap(), "stickyx=1; a=2");
@@ -277,10 +298,21 @@ mod tests {
             .lifetime(CookieLifetime::Permanent(Duration::from_secs(3600)));
         let v = c.set_cookie("TOK");
         let s = v.to_str().unwrap();
-        for part in ["s=TOK", "Path=/app", "Domain=example.com", "Secure", "HttpOnly", "SameSite=None", "Max-Age=3600"] {
+        for part in [
+            "s=TOK",
+            "Path=/app",
+            "Domain=example.com",
+            "Secure",
+            "HttpOnly",
+            "SameSite=None",
+            "Max-Age=3600",
+        ] {
             assert!(s.contains(part), "{s} lacks {part}");
         }
-        let session = CookieConfig::new("s").http_only(false).same_site(SameSite::Strict).set_cookie("x");
+        let session = CookieConfig::new("s")
+            .http_only(false)
+            .same_site(SameSite::Strict)
+            .set_cookie("x");
         let s = session.to_str().unwrap();
         assert!(!s.contains("Max-Age") && !s.contains("HttpOnly") && !s.contains("Secure"));
         assert!(s.contains("SameSite=Strict"));
@@ -290,7 +322,10 @@ mod tests {
     fn appends_and_marks_private() {
         let mut h = HeaderMap::new();
         h.append(SET_COOKIE, HeaderValue::from_static("app=1"));
-        h.insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=60, s-maxage=600"));
+        h.insert(
+            CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=60, s-maxage=600"),
+        );
         append_set_cookie(&mut h, HeaderValue::from_static("sticky=x"));
         assert_eq!(h.get_all(SET_COOKIE).iter().count(), 2);
         assert_eq!(h.get(CACHE_CONTROL).unwrap(), "private, max-age=60");

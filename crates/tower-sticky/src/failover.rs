@@ -7,8 +7,8 @@
 //! (rendezvous hashing), so several replicas sharing a key move the same
 //! session to the same place without talking to each other.
 
-use crate::placement::{rendezvous_top, Candidates};
 use crate::outcome::{Outcome, Reason};
+use crate::placement::{rendezvous_top, Candidates};
 
 /// What to do when the pinned backend is removed or unhealthy.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

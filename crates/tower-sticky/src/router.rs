@@ -35,6 +35,7 @@ pub struct Decision {
     issue: Option<Token>,
     invalid: Option<InvalidToken>,
     strip: bool,
+    reject_error: bool,
 }
 
 impl Decision {
@@ -56,6 +57,10 @@ impl Decision {
     /// Why a presented token was not trusted, if one was presented and wasn't.
     pub fn invalid_token(&self) -> Option<InvalidToken> {
         self.invalid
+    }
+
+    pub(crate) fn reject_as_error(&self) -> bool {
+        self.reject_error
     }
 
     /// The token the response will carry, when one is issued or refreshed.
@@ -96,6 +101,31 @@ pub struct Router {
     inner: Arc<Inner>,
 }
 
+/// What a caller knows about its backends beyond the table: whether each
+/// one's service can take a request now and, where services measure their own
+/// load (`tower::load::Load`), how two compare.
+///
+/// Any `Fn(usize) -> bool` is a `Readiness` that reports no load of its own,
+/// so placement uses the in-flight counts the layer keeps.
+pub trait Readiness {
+    /// Whether the backend in `slot` can take a request now.
+    fn is_ready(&self, slot: usize) -> bool;
+
+    /// How the service-reported loads of two backends compare, if the
+    /// services report one.
+    fn compare_load(&self, a: usize, b: usize) -> Option<std::cmp::Ordering> {
+        let _ = (a, b);
+        None
+    }
+}
+
+impl<F: Fn(usize) -> bool> Readiness for F {
+    #[inline]
+    fn is_ready(&self, slot: usize) -> bool {
+        self(slot)
+    }
+}
+
 /// The table as placement and failover see it at one instant.
 struct View<'a, K, T, R> {
     table: &'a BackendTable<K, T>,
@@ -105,27 +135,31 @@ struct View<'a, K, T, R> {
     grace_ms: u64,
 }
 
-impl<K, T, R: Fn(usize) -> bool> Candidates for View<'_, K, T, R> {
+impl<K, T, R: Readiness> Candidates for View<'_, K, T, R> {
     fn len(&self) -> usize {
         self.table.len()
     }
     fn id(&self, i: usize) -> BackendId {
-        self.table.get(i).map(|b| b.id()).unwrap_or(BackendId::from_u64(0))
+        self.table
+            .get(i)
+            .map(|b| b.id())
+            .unwrap_or(BackendId::from_u64(0))
     }
     #[inline]
     fn eligible(&self, i: usize) -> bool {
         self.table
             .get(i)
             .is_some_and(|b| b.status().takes_new(self.now_ms))
-            && (self.ready)(i)
+            && self.ready.is_ready(i)
     }
     #[inline]
     fn can_serve(&self, i: usize) -> bool {
         self.table.get(i).is_some_and(|b| {
             let s = b.status();
             !s.is_unhealthy(self.now_ms)
-                && s.removed_ms().is_none_or(|t| self.now_ms < t + self.grace_ms)
-        }) && (self.ready)(i)
+                && s.removed_ms()
+                    .is_none_or(|t| self.now_ms < t + self.grace_ms)
+        }) && self.ready.is_ready(i)
     }
     fn in_flight(&self, i: usize) -> usize {
         self.table.get(i).map_or(0, |b| b.status().in_flight())
@@ -136,11 +170,19 @@ impl<K, T, R: Fn(usize) -> bool> Candidates for View<'_, K, T, R> {
     fn weight(&self, i: usize) -> u32 {
         self.table.get(i).map_or(1, |b| b.status().weight())
     }
+    fn max_weight(&self) -> u32 {
+        self.table.max_weight()
+    }
+    fn compare_load(&self, a: usize, b: usize) -> Option<std::cmp::Ordering> {
+        self.ready.compare_load(a, b)
+    }
     fn ramp(&self, i: usize) -> f64 {
         if self.slow_start_ms == 0 {
             return 1.0;
         }
-        let age = self.table.get(i).map_or(u64::MAX, |b| self.now_ms.saturating_sub(b.status().added_ms()));
+        let age = self.table.get(i).map_or(u64::MAX, |b| {
+            self.now_ms.saturating_sub(b.status().added_ms())
+        });
         if age >= self.slow_start_ms {
             1.0
         } else {
@@ -175,14 +217,14 @@ impl Router {
         self.inner.codec.as_ref()
     }
 
-    /// Decides where the request with head `parts` goes. `ready(slot)` says
-    /// whether a backend's service can take a request now (always true where
-    /// there is no backpressure).
+    /// Decides where the request with head `parts` goes. `ready` says
+    /// whether a backend's service can take a request now (pass `|_| true`
+    /// where there is no backpressure).
     pub fn decide<K, T>(
         &self,
         table: &BackendTable<K, T>,
         parts: &Parts,
-        ready: impl Fn(usize) -> bool,
+        ready: impl Readiness,
     ) -> Decision {
         let cfg = &self.inner.config;
         let now_ms = cfg.clock.now_ms();
@@ -195,7 +237,9 @@ impl Router {
         };
         let d = match &cfg.source.0 {
             Source::Cookie(c) => self.decide_token(&view, find_cookie(&parts.headers, c.name())),
-            Source::Header(h) => self.decide_token(&view, parts.headers.get(h).map(HeaderValue::as_bytes)),
+            Source::Header(h) => {
+                self.decide_token(&view, parts.headers.get(h).map(HeaderValue::as_bytes))
+            }
             Source::ClientAddr(trusted) => {
                 let key = client_ip(parts, trusted).map(|ip| match ip {
                     std::net::IpAddr::V4(v) => crate::AffinityKey::of(v.octets()),
@@ -206,10 +250,13 @@ impl Router {
             Source::Extractor(f) => self.decide_hashed(&view, f(parts)),
         };
         self.count(table, &d);
-        d
+        Decision {
+            reject_error: cfg.reject_with_error,
+            ..d
+        }
     }
 
-    fn decide_token<K, T, R: Fn(usize) -> bool>(
+    fn decide_token<K, T, R: Readiness>(
         &self,
         view: &View<'_, K, T, R>,
         raw: Option<&[u8]>,
@@ -218,7 +265,11 @@ impl Router {
         let now_s = (view.now_ms / 1000) as u32;
         let strip = raw.is_some() && cfg.strip_token;
         let opened = raw.map(|raw| {
-            let codec = self.inner.codec.as_ref().expect("token sources have a codec");
+            let codec = self
+                .inner
+                .codec
+                .as_ref()
+                .expect("token sources have a codec");
             codec.open(raw).and_then(|t| self.check_expiry(t, now_s))
         });
         let token = match opened {
@@ -236,7 +287,8 @@ impl Router {
             None => Reason::Removed,
             Some(i) if view.can_serve(i) => {
                 let refresh = cfg.idle_timeout.is_some()
-                    && u64::from(now_s.saturating_sub(token.refreshed)) >= cfg.refresh_interval.as_secs();
+                    && u64::from(now_s.saturating_sub(token.refreshed))
+                        >= cfg.refresh_interval.as_secs();
                 return Decision {
                     target: Some(i),
                     backend: Some(token.backend),
@@ -247,6 +299,7 @@ impl Router {
                     }),
                     invalid: None,
                     strip,
+                    reject_error: false,
                 };
             }
             Some(i) => self.unavailable_reason(view, i),
@@ -268,11 +321,12 @@ impl Router {
             issue,
             invalid: None,
             strip,
+            reject_error: false,
         }
     }
 
     /// Why a backend that exists cannot serve.
-    fn unavailable_reason<K, T, R: Fn(usize) -> bool>(&self, view: &View<'_, K, T, R>, i: usize) -> Reason {
+    fn unavailable_reason<K, T, R: Readiness>(&self, view: &View<'_, K, T, R>, i: usize) -> Reason {
         match view.table.get(i) {
             Some(b) if b.status().is_unhealthy(view.now_ms) => Reason::Unhealthy,
             Some(b) if b.status().removed_ms().is_some() => Reason::Removed,
@@ -298,7 +352,7 @@ impl Router {
         Ok(t)
     }
 
-    fn place_new<K, T, R: Fn(usize) -> bool>(&self, view: &View<'_, K, T, R>, now_s: u32) -> Decision {
+    fn place_new<K, T, R: Readiness>(&self, view: &View<'_, K, T, R>, now_s: u32) -> Decision {
         let session: u64 = rand::random();
         let target = self
             .inner
@@ -318,10 +372,11 @@ impl Router {
             issue: backend.map(|b| Token::new(b, session, now_s)),
             invalid: None,
             strip: false,
+            reject_error: false,
         }
     }
 
-    fn decide_hashed<K, T, R: Fn(usize) -> bool>(
+    fn decide_hashed<K, T, R: Readiness>(
         &self,
         view: &View<'_, K, T, R>,
         key: Option<crate::AffinityKey>,
@@ -361,6 +416,7 @@ impl Router {
             issue: None,
             invalid: None,
             strip: false,
+            reject_error: false,
         }
     }
 

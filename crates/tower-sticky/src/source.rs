@@ -187,11 +187,29 @@ mod tests {
     fn forwarded_headers_only_from_trusted_proxies() {
         let proxy: IpAddr = "10.0.0.1".parse().unwrap();
         let spoof = parts("203.0.113.9:5000", &[("x-forwarded-for", "1.1.1.1")]);
-        assert_eq!(client_ip(&spoof, &[proxy]), Some("203.0.113.9".parse().unwrap()));
-        let via = parts("10.0.0.1:5000", &[("x-forwarded-for", "1.1.1.1, 198.51.100.7, 10.0.0.1")]);
-        assert_eq!(client_ip(&via, &[proxy]), Some("198.51.100.7".parse().unwrap()));
-        let fwd = parts("10.0.0.1:5000", &[("forwarded", "for=192.0.2.60;proto=http, for=\"[2001:db8:cafe::17]:4711\"")]);
-        assert_eq!(client_ip(&fwd, &[proxy]), Some("2001:db8:cafe::17".parse().unwrap()));
+        assert_eq!(
+            client_ip(&spoof, &[proxy]),
+            Some("203.0.113.9".parse().unwrap())
+        );
+        let via = parts(
+            "10.0.0.1:5000",
+            &[("x-forwarded-for", "1.1.1.1, 198.51.100.7, 10.0.0.1")],
+        );
+        assert_eq!(
+            client_ip(&via, &[proxy]),
+            Some("198.51.100.7".parse().unwrap())
+        );
+        let fwd = parts(
+            "10.0.0.1:5000",
+            &[(
+                "forwarded",
+                "for=192.0.2.60;proto=http, for=\"[2001:db8:cafe::17]:4711\"",
+            )],
+        );
+        assert_eq!(
+            client_ip(&fwd, &[proxy]),
+            Some("2001:db8:cafe::17".parse().unwrap())
+        );
         let none = parts("10.0.0.1:5000", &[]);
         assert_eq!(client_ip(&none, &[proxy]), Some(proxy));
     }

@@ -71,22 +71,34 @@ pub struct Stats<K> {
 impl<K> Stats<K> {
     /// Re-pins for one reason.
     pub fn repinned_for(&self, reason: Reason) -> u64 {
-        self.repinned.iter().find(|(r, _)| *r == reason).map_or(0, |(_, n)| *n)
+        self.repinned
+            .iter()
+            .find(|(r, _)| *r == reason)
+            .map_or(0, |(_, n)| *n)
     }
 
     /// Temporary routes for one reason.
     pub fn temporary_for(&self, reason: Reason) -> u64 {
-        self.temporary.iter().find(|(r, _)| *r == reason).map_or(0, |(_, n)| *n)
+        self.temporary
+            .iter()
+            .find(|(r, _)| *r == reason)
+            .map_or(0, |(_, n)| *n)
     }
 
     /// Rejections for one reason.
     pub fn rejected_for(&self, reason: Reason) -> u64 {
-        self.rejected.iter().find(|(r, _)| *r == reason).map_or(0, |(_, n)| *n)
+        self.rejected
+            .iter()
+            .find(|(r, _)| *r == reason)
+            .map_or(0, |(_, n)| *n)
     }
 
     /// Invalid tokens for one reason.
     pub fn invalid_for(&self, reason: InvalidToken) -> u64 {
-        self.invalid_tokens.iter().find(|(r, _)| *r == reason).map_or(0, |(_, n)| *n)
+        self.invalid_tokens
+            .iter()
+            .find(|(r, _)| *r == reason)
+            .map_or(0, |(_, n)| *n)
     }
 
     /// Total invalid tokens.

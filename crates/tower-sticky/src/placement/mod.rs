@@ -58,8 +58,24 @@ pub trait Candidates {
     fn total_in_flight(&self) -> usize;
     /// Configured weight of backend `i` (default 1).
     fn weight(&self, i: usize) -> u32;
+    /// An upper bound of every backend's weight. The default scans; tables
+    /// keep it up to date so that weighted placement stays O(1).
+    fn max_weight(&self) -> u32 {
+        (0..self.len())
+            .map(|i| self.weight(i))
+            .max()
+            .unwrap_or(1)
+            .max(1)
+    }
     /// Slow-start share of backend `i`, in `(0, 1]`.
     fn ramp(&self, i: usize) -> f64;
+    /// How the services' own load measures (`tower::load::Load`) of two
+    /// backends compare, where the services have one; `None` means "use
+    /// the in-flight counts".
+    fn compare_load(&self, a: usize, b: usize) -> Option<std::cmp::Ordering> {
+        let _ = (a, b);
+        None
+    }
 }
 
 /// A placement algorithm. `seed` is random per new session (the session id)

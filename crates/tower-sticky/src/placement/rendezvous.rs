@@ -1,6 +1,6 @@
 //! Rendezvous (highest random weight) hashing with bounded loads.
 
-use super::{Candidates, PlacementPolicy};
+use super::{admitted, Candidates, PlacementPolicy};
 use crate::backend_id::mix64;
 
 /// Rendezvous hashing of the seed over the eligible backends, skipping any
@@ -35,7 +35,17 @@ impl Rendezvous {
 
 impl PlacementPolicy for Rendezvous {
     fn place(&self, cands: &dyn Candidates, seed: u64) -> Option<usize> {
-        rendezvous_bounded(seed, cands, self.balance_factor, |i| cands.eligible(i)).map(|(i, _)| i)
+        // Slow start: a young backend is admitted for a `ramp` share of seeds.
+        // The roll is a function of (seed, backend id), so the choice stays a
+        // function of the seed; if nothing is admitted, any eligible backend.
+        let salt = mix64(seed ^ 0x736c_6f77_5f73_7461);
+        let admit = |i: usize| admitted(cands, i, mix64(salt ^ cands.id(i).as_u64()));
+        let eligible = |i: usize| cands.eligible(i);
+        rendezvous_bounded(seed, cands, self.balance_factor, |i| {
+            eligible(i) && admit(i)
+        })
+        .or_else(|| rendezvous_bounded(seed, cands, self.balance_factor, eligible))
+        .map(|(i, _)| i)
     }
 }
 
@@ -82,7 +92,7 @@ pub(crate) fn rendezvous_bounded(
         .filter(|&i| keep(i))
         .map(|i| (score(key, cands, i), i))
         .collect();
-    order.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    order.sort_unstable_by_key(|&(s, _)| std::cmp::Reverse(s));
     let pick = order
         .iter()
         .map(|&(_, i)| i)

@@ -1,1 +1,219 @@
+//! The decision engine alone: a `BackendTable`, request heads, no tower.
 
+use std::time::Duration;
+
+use http::header::COOKIE;
+use http::request::Parts;
+use http::{HeaderValue, Request};
+use proptest::prelude::*;
+
+use super::*;
+use crate::token::Key;
+use crate::{AffinityKey, AffinitySource, Clock, FailoverPolicy};
+
+const T0: u64 = 1_700_000_000_000;
+
+fn config() -> StickyConfig {
+    StickyConfig::new(crate::token::KeyRing::new(Key::from_bytes([5; 32]))).clock(Clock::manual(T0))
+}
+
+fn table(names: &[&'static str]) -> BackendTable<&'static str> {
+    let mut t = BackendTable::new();
+    for n in names {
+        t.insert(*n, (), T0).unwrap();
+    }
+    t
+}
+
+fn head(f: impl FnOnce(&mut Request<()>)) -> Parts {
+    let mut r = Request::new(());
+    f(&mut r);
+    r.into_parts().0
+}
+
+fn all_ready(_: usize) -> bool {
+    true
+}
+
+fn by_tenant() -> AffinitySource {
+    AffinitySource::extractor(|p| {
+        p.headers
+            .get("x-tenant")
+            .map(|v| AffinityKey::of(v.as_bytes()))
+    })
+}
+
+fn tenant(t: &str) -> Parts {
+    head(|r| {
+        r.headers_mut()
+            .insert("x-tenant", HeaderValue::from_str(t).unwrap());
+    })
+}
+
+#[test]
+fn new_then_pinned_through_decide() {
+    let router = Router::new(config());
+    let t = table(&["a", "b", "c"]);
+    let d = router.decide(&t, &head(|_| {}), all_ready);
+    assert_eq!(d.outcome(), Outcome::New);
+    let issued = *d.issued_token().unwrap();
+    assert_eq!(Some(issued.backend), d.backend());
+    let sealed = router.codec().unwrap().seal(&issued);
+    let parts = head(|r| {
+        let v = format!("sticky={}", sealed.as_str());
+        r.headers_mut()
+            .insert(COOKIE, HeaderValue::from_str(&v).unwrap());
+    });
+    let p = router.decide(&t, &parts, all_ready);
+    assert_eq!(p.outcome(), Outcome::Pinned);
+    assert_eq!(p.backend(), d.backend());
+    assert_eq!(p.issued_token(), None);
+    assert_eq!(p.invalid_token(), None);
+}
+
+#[test]
+fn hashed_affinity_keeps_every_backend_under_the_bounded_load_cap() {
+    let router = Router::new(config().source(by_tenant()).hash_balance_factor(1.25));
+    let t = table(&["a", "b", "c", "d"]);
+    // One very hot tenant, all requests held in flight.
+    let mut guards = Vec::new();
+    let mut home = None;
+    for _ in 0..100 {
+        let d = router.decide(&t, &tenant("hot"), all_ready);
+        match d.outcome() {
+            Outcome::Pinned => assert!(home.is_none() || home == d.backend()),
+            Outcome::Repinned(Reason::Overloaded) => assert_ne!(d.backend(), home),
+            other => panic!("unexpected {other}"),
+        }
+        if d.outcome() == Outcome::Pinned {
+            home = d.backend();
+        }
+        guards.push(router.begin(&t, &d).unwrap());
+    }
+    let cap = (1.25_f64 * 100.0 / 4.0).ceil() as usize;
+    for b in t.iter() {
+        assert!(b.status().in_flight() <= cap, "{} over the cap", b.key());
+    }
+    let st = router.stats(&t);
+    assert!(st.repinned_for(Reason::Overloaded) > 0);
+    assert_eq!(st.pinned + st.repinned_for(Reason::Overloaded), 100);
+    // Load gone: the tenant is back home.
+    drop(guards);
+    let d = router.decide(&t, &tenant("hot"), all_ready);
+    assert_eq!((d.outcome(), d.backend()), (Outcome::Pinned, home));
+}
+
+#[test]
+fn hashed_affinity_failover_policies() {
+    let t = table(&["a", "b", "c"]);
+    let home_of = |router: &Router| router.decide(&t, &tenant("x"), all_ready).backend();
+    let plain = Router::new(config().source(by_tenant()));
+    let home = home_of(&plain).unwrap();
+    let home_slot = t.index_of(home).unwrap();
+    t.get(home_slot)
+        .unwrap()
+        .status()
+        .eject(T0, Duration::from_secs(10));
+    let d = plain.decide(&t, &tenant("x"), all_ready);
+    assert_eq!(d.outcome(), Outcome::Repinned(Reason::Unhealthy));
+    let tmp = Router::new(
+        config()
+            .source(by_tenant())
+            .failover(FailoverPolicy::Temporary),
+    );
+    let d = tmp.decide(&t, &tenant("x"), all_ready);
+    assert_eq!(d.outcome(), Outcome::Temporary(Reason::Unhealthy));
+    assert_ne!(d.backend(), Some(home));
+    let strict = Router::new(
+        config()
+            .source(by_tenant())
+            .failover(FailoverPolicy::Strict),
+    );
+    let d = strict.decide(&t, &tenant("x"), all_ready);
+    assert_eq!(d.outcome(), Outcome::Rejected(Reason::Unhealthy));
+    assert_eq!(d.target(), None);
+}
+
+#[test]
+fn nothing_to_route_to_is_rejected_with_no_backend() {
+    let router = Router::new(config());
+    let empty = table(&[]);
+    let d = router.decide(&empty, &head(|_| {}), all_ready);
+    assert_eq!(d.outcome(), Outcome::Rejected(Reason::NoBackend));
+    assert_eq!(d.target(), None);
+    assert_eq!(d.issued_token(), None);
+    // Backends that are all not ready: the same.
+    let t = table(&["a", "b"]);
+    let d = router.decide(&t, &head(|_| {}), |_| false);
+    assert_eq!(d.outcome(), Outcome::Rejected(Reason::NoBackend));
+}
+
+#[test]
+fn displaced_sessions_agree_across_routers() {
+    // Two routers (two replicas) with the same key, same backends, no shared state.
+    let r1 = Router::new(config());
+    let r2 = Router::new(config());
+    let mut t = table(&["a", "b", "c", "d", "e"]);
+    let tokens: Vec<Token> = (0..300)
+        .map(|_| {
+            *r1.decide(&t, &head(|_| {}), all_ready)
+                .issued_token()
+                .unwrap()
+        })
+        .collect();
+    let gone = t.index_of("c".stable_id()).unwrap();
+    let gone_id = t.get(gone).unwrap().id();
+    t.remove(gone_id);
+    let mut moved = 0;
+    for tok in tokens.iter().filter(|t| t.backend == gone_id) {
+        let sealed = r1.codec().unwrap().seal(tok);
+        let parts = head(|r| {
+            let v = format!("sticky={}", sealed.as_str());
+            r.headers_mut()
+                .insert(COOKIE, HeaderValue::from_str(&v).unwrap());
+        });
+        let a = r1.decide(&t, &parts, all_ready);
+        let b = r2.decide(&t, &parts, all_ready);
+        assert_eq!(a.outcome(), Outcome::Repinned(Reason::Removed));
+        assert_eq!(a.backend(), b.backend());
+        assert_eq!(a.issued_token().unwrap().session, tok.session);
+        moved += 1;
+    }
+    assert!(moved > 20);
+}
+
+use crate::StableId;
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Any `Cookie` header the `http` crate accepts goes through the engine
+    /// without panicking, and is never trusted.
+    #[test]
+    fn arbitrary_cookie_headers_never_panic_and_are_never_trusted(
+        bytes in proptest::collection::vec(
+            prop_oneof![Just(b'\t'), 0x20u8..=0x7e, 0x80u8..=0xff, Just(b';'), Just(b'=')],
+            0..300,
+        ),
+        as_value in any::<bool>(),
+    ) {
+        let router = Router::new(config());
+        let t = table(&["a", "b", "c"]);
+        let raw = if as_value {
+            let mut v = b"sticky=".to_vec();
+            v.extend_from_slice(&bytes);
+            v
+        } else {
+            bytes
+        };
+        prop_assume!(HeaderValue::from_bytes(&raw).is_ok());
+        let parts = head(|r| {
+            r.headers_mut().append(COOKIE, HeaderValue::from_bytes(&raw).unwrap());
+        });
+        let d = router.decide(&t, &parts, all_ready);
+        prop_assert_eq!(d.outcome(), Outcome::New);
+        let mut headers = parts.headers.clone();
+        router.prepare_request(&d, &mut headers);
+        prop_assert!(crate::cookie::find_cookie(&headers, "sticky").is_none());
+    }
+}

@@ -74,6 +74,10 @@ where
         let outcome: Outcome = this.decision.outcome();
         match this.kind.project() {
             KindProj::Reject => {
+                if this.decision.reject_as_error() {
+                    let reason = outcome.reason().unwrap_or(crate::Reason::NoBackend);
+                    return Poll::Ready(Err(super::error::Rejected(reason).into()));
+                }
                 let mut res = Response::new(ResBody::default());
                 *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
                 res.extensions_mut().insert(outcome);
@@ -99,5 +103,63 @@ where
                 }
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use http::{Request, Response, StatusCode};
+    use tower::discover::ServiceList;
+    use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+
+    use crate::service::error::Rejected;
+    use crate::token::{KeyRing, Token, TokenCodec};
+    use crate::{BackendId, FailoverPolicy, Outcome, Reason, StickyConfig, StickyLayer};
+
+    /// A request pinned to a backend that is not in the set, under `Strict`.
+    async fn pinned_to_gone(
+        as_error: bool,
+    ) -> Result<Response<String>, crate::service::error::BoxError> {
+        let keys = KeyRing::generate();
+        let token = Token::new(BackendId::from_u64(12345), 1, u32::MAX / 2);
+        let cookie = format!(
+            "sticky={}",
+            TokenCodec::new(keys.clone(), "sticky")
+                .seal(&token)
+                .as_str()
+        );
+        let config = StickyConfig::new(keys)
+            .failover(FailoverPolicy::Strict)
+            .reject_with_error(as_error);
+        let backend = service_fn(|_: Request<String>| async {
+            Ok::<_, Infallible>(Response::new("served".to_string()))
+        });
+        let mut svc = ServiceBuilder::new()
+            .layer(StickyLayer::new(config))
+            .service(ServiceList::new([backend]));
+        let req = Request::builder()
+            .header("cookie", cookie)
+            .body(String::new())
+            .unwrap();
+        svc.ready().await.unwrap().call(req).await
+    }
+
+    #[tokio::test]
+    async fn strict_rejection_is_a_503_by_default_and_a_typed_error_on_request() {
+        let res = pinned_to_gone(false).await.unwrap();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            res.extensions().get::<Outcome>(),
+            Some(&Outcome::Rejected(Reason::Removed))
+        );
+        assert_eq!(res.body(), "");
+
+        let err = pinned_to_gone(true).await.unwrap_err();
+        assert_eq!(
+            err.downcast_ref::<Rejected>(),
+            Some(&Rejected(Reason::Removed))
+        );
     }
 }

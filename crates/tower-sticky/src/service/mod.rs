@@ -29,12 +29,17 @@
 
 mod future;
 mod layer;
+mod load;
 #[allow(clippy::module_inception)]
 mod service;
 
 pub use future::ResponseFuture;
 pub use layer::StickyLayer;
+pub use load::{CountedInFlight, LoadSource, ServiceLoad};
 pub use service::Sticky;
+
+#[cfg(test)]
+mod tests;
 
 /// Errors the [`Sticky`] service returns besides its backends' own.
 pub mod error {
@@ -58,4 +63,19 @@ pub mod error {
             Some(&*self.0)
         }
     }
+
+    /// The layer refused the request without calling a backend: `Strict`
+    /// failover, or no backend can serve ([`Reason::NoBackend`](crate::Reason::NoBackend)).
+    /// Returned only with [`StickyConfig::reject_with_error`](crate::StickyConfig::reject_with_error);
+    /// by default the layer answers `503 Service Unavailable` instead.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Rejected(pub crate::Reason);
+
+    impl fmt::Display for Rejected {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "request rejected by the sticky layer: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Rejected {}
 }

@@ -9,13 +9,13 @@ use tower::ready_cache::ReadyCache;
 use tower_service::Service;
 
 use super::error::{self, BoxError};
-use super::ResponseFuture;
+use super::{CountedInFlight, LoadSource, ResponseFuture};
 use crate::table::BackendTable;
-use crate::{Router, Stats, StableId, StickyConfig};
+use crate::{Readiness, Router, StableId, Stats, StickyConfig};
 
 /// Session-affinity routing over a `Discover` backend set. See the
 /// [module docs](crate::service).
-pub struct Sticky<D, B>
+pub struct Sticky<D, B, L = CountedInFlight>
 where
     D: Discover,
     D::Key: Hash,
@@ -27,6 +27,7 @@ where
     router: Router,
     /// Backends marked removed and waiting out their grace period.
     removed_pending: usize,
+    load: L,
 }
 
 impl<D, B> Sticky<D, B>
@@ -44,6 +45,27 @@ where
             table: BackendTable::default(),
             router: Router::new(config),
             removed_pending: 0,
+            load: CountedInFlight,
+        }
+    }
+}
+
+impl<D, B, L> Sticky<D, B, L>
+where
+    D: Discover,
+    D::Key: Hash + Eq,
+    D::Service: Service<Request<B>>,
+    <D::Service as Service<Request<B>>>::Error: Into<BoxError>,
+{
+    /// Compares backends by another load measure when placing new sessions.
+    pub fn with_load<L2>(self, load: L2) -> Sticky<D, B, L2> {
+        Sticky {
+            discover: self.discover,
+            services: self.services,
+            table: self.table,
+            router: self.router,
+            removed_pending: self.removed_pending,
+            load,
         }
     }
 
@@ -76,7 +98,7 @@ where
     }
 }
 
-impl<D, B> Sticky<D, B>
+impl<D, B, L> Sticky<D, B, L>
 where
     D: Discover + Unpin,
     D::Key: StableId + Hash + Eq + Clone,
@@ -108,18 +130,21 @@ where
                 None => break,
                 Some(Err(e)) => return Err(error::Discover(e.into())),
                 Some(Ok(Change::Insert(key, svc))) => {
-                    match self.table.insert(key.clone(), (), now) {
-                        Ok(_) => self.services.push(key, svc),
+                    match self.table.upsert(key.clone(), (), now) {
+                        Ok((_, was_removed)) => {
+                            self.removed_pending -= usize::from(was_removed);
+                            self.services.push(key, svc);
+                        }
                         Err(collision) => tracing::error!(%collision, "backend not added"),
                     }
                 }
                 Some(Ok(Change::Remove(key))) => {
                     let id = key.stable_id();
-                    if grace.is_some() && self.table.mark_removed(id, now) {
-                        self.removed_pending += 1;
-                    } else {
+                    if grace.is_none() {
                         self.table.remove(id);
                         self.services.evict(&key);
+                    } else if self.table.mark_removed(id, now) {
+                        self.removed_pending += 1;
                     }
                 }
             }
@@ -135,7 +160,45 @@ where
     }
 }
 
-impl<D, B, ResBody> Service<Request<B>> for Sticky<D, B>
+/// Readiness and load as the keyed ready cache knows them.
+struct Probe<'a, K, S, Req, L>
+where
+    K: Hash + Eq,
+    S: Service<Req>,
+{
+    table: &'a BackendTable<K>,
+    services: &'a ReadyCache<K, S, Req>,
+    load: &'a L,
+}
+
+impl<K, S, Req, L> Probe<'_, K, S, Req, L>
+where
+    K: Hash + Eq,
+    S: Service<Req>,
+{
+    fn ready_service(&self, slot: usize) -> Option<&S> {
+        let key = self.table.get(slot)?.key();
+        self.services.get_ready(key).map(|(_, _, s)| s)
+    }
+}
+
+impl<K, S, Req, L> Readiness for Probe<'_, K, S, Req, L>
+where
+    K: Hash + Eq,
+    S: Service<Req>,
+    L: LoadSource<S>,
+{
+    fn is_ready(&self, slot: usize) -> bool {
+        self.ready_service(slot).is_some()
+    }
+
+    fn compare_load(&self, a: usize, b: usize) -> Option<std::cmp::Ordering> {
+        self.load
+            .compare(self.ready_service(a)?, self.ready_service(b)?)
+    }
+}
+
+impl<D, B, L, ResBody> Service<Request<B>> for Sticky<D, B, L>
 where
     D: Discover + Unpin,
     D::Key: StableId + Hash + Eq + Clone,
@@ -143,6 +206,7 @@ where
     <D::Service as Service<Request<B>>>::Error: Into<BoxError>,
     D::Error: Into<BoxError>,
     ResBody: Default,
+    L: LoadSource<D::Service>,
 {
     type Response = Response<ResBody>;
     type Error = BoxError;
@@ -156,13 +220,16 @@ where
                 Poll::Ready(Err(failed)) => {
                     // A backend whose readiness failed is gone for good:
                     // its sessions fail over as for a removed backend.
-                    let error: BoxError = failed.1.into();
+                    let error: BoxError = failed.1;
                     tracing::debug!(%error, "backend failed");
                     self.table.remove(failed.0.stable_id());
                 }
             }
         }
-        if self.services.ready_len() > 0 || self.router.config().failover_policy() == crate::FailoverPolicy::Strict && !self.table.is_empty() {
+        if self.services.ready_len() > 0
+            || self.router.config().failover_policy() == crate::FailoverPolicy::Strict
+                && !self.table.is_empty()
+        {
             Poll::Ready(Ok(()))
         } else {
             Poll::Pending
@@ -171,13 +238,12 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let (mut parts, body) = req.into_parts();
-        let services = &self.services;
-        let table = &self.table;
-        let decision = self.router.decide(table, &parts, |i| {
-            table
-                .get(i)
-                .is_some_and(|b| services.get_ready(b.key()).is_some())
-        });
+        let probe = Probe {
+            table: &self.table,
+            services: &self.services,
+            load: &self.load,
+        };
+        let decision = self.router.decide(&self.table, &parts, probe);
         let outcome = decision.outcome();
         let span = tracing::debug_span!("sticky", %outcome, backend = tracing::field::Empty);
         let Some(slot) = decision.target() else {
@@ -192,14 +258,15 @@ where
         let key = self.table.get(slot).expect("decided slot exists").key();
         let future = {
             let _e = span.enter();
-            self.services.call_ready(key, Request::from_parts(parts, body))
+            self.services
+                .call_ready(key, Request::from_parts(parts, body))
         };
         let router = decision.issued_token().map(|_| self.router.clone());
         ResponseFuture::backend(future, decision, router, guard, span)
     }
 }
 
-impl<D, B> fmt::Debug for Sticky<D, B>
+impl<D, B, L> fmt::Debug for Sticky<D, B, L>
 where
     D: Discover + fmt::Debug,
     D::Key: fmt::Debug + Hash + Eq,

@@ -8,11 +8,12 @@
 
 mod status;
 
+use status::TableLoad;
 pub use status::{BackendState, BackendStatus, InFlight};
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use crate::{BackendId, StableId};
@@ -80,7 +81,7 @@ impl Hasher for IdHasher {
 pub struct BackendTable<K, T = ()> {
     entries: Vec<Backend<K, T>>,
     by_id: HashMap<BackendId, usize, BuildHasherDefault<IdHasher>>,
-    total_in_flight: Arc<AtomicUsize>,
+    shared: Arc<TableLoad>,
 }
 
 impl<K, T> Default for BackendTable<K, T> {
@@ -88,7 +89,7 @@ impl<K, T> Default for BackendTable<K, T> {
         Self {
             entries: Vec::new(),
             by_id: HashMap::default(),
-            total_in_flight: Arc::default(),
+            shared: Arc::default(),
         }
     }
 }
@@ -101,8 +102,20 @@ impl<K: StableId + PartialEq, T> BackendTable<K, T> {
 
     /// Inserts a backend that joined at `now_ms` (slow start counts from
     /// then), or replaces the payload of the backend already under this key,
-    /// keeping its state and counters. Returns its slot.
+    /// keeping its state and counters (and ending a removal grace period).
+    /// Returns its slot.
     pub fn insert(&mut self, key: K, value: T, now_ms: u64) -> Result<usize, IdCollision> {
+        self.upsert(key, value, now_ms).map(|(slot, _)| slot)
+    }
+
+    /// [`BackendTable::insert`], also saying whether the backend was marked
+    /// removed (and is now back).
+    pub(crate) fn upsert(
+        &mut self,
+        key: K,
+        value: T,
+        now_ms: u64,
+    ) -> Result<(usize, bool), IdCollision> {
         let id = key.stable_id();
         if let Some(&i) = self.by_id.get(&id) {
             let e = &mut self.entries[i];
@@ -111,10 +124,9 @@ impl<K: StableId + PartialEq, T> BackendTable<K, T> {
             }
             e.value = value;
             // Rediscovered within its grace period: back in service.
-            e.status.clear_removed();
-            return Ok(i);
+            return Ok((i, e.status.clear_removed()));
         }
-        let status = Arc::new(BackendStatus::new(now_ms, 1, self.total_in_flight.clone()));
+        let status = Arc::new(BackendStatus::new(now_ms, 1, self.shared.clone()));
         self.entries.push(Backend {
             key,
             id,
@@ -123,7 +135,7 @@ impl<K: StableId + PartialEq, T> BackendTable<K, T> {
         });
         let i = self.entries.len() - 1;
         self.by_id.insert(id, i);
-        Ok(i)
+        Ok((i, false))
     }
 
     /// Inserts a backend keeping an existing status (state and counters),
@@ -158,7 +170,7 @@ impl<K, T> BackendTable<K, T> {
         BackendTable {
             entries: Vec::new(),
             by_id: HashMap::default(),
-            total_in_flight: self.total_in_flight.clone(),
+            shared: self.shared.clone(),
         }
     }
 
@@ -173,15 +185,11 @@ impl<K, T> BackendTable<K, T> {
     }
 
     /// Marks a backend as removed by discovery at `now_ms`, keeping it as
-    /// draining for a grace period; [`BackendTable::purge_removed`] drops it later.
+    /// draining for a grace period; [`BackendTable::purge_removed`] drops it
+    /// later. False when there is no such backend or it already was marked.
     pub fn mark_removed(&self, id: BackendId, now_ms: u64) -> bool {
-        match self.get_by_id(id) {
-            Some(b) => {
-                b.status.mark_removed(now_ms);
-                true
-            }
-            None => false,
-        }
+        self.get_by_id(id)
+            .is_some_and(|b| b.status.mark_removed(now_ms))
     }
 
     /// Drops backends marked removed at or before `cutoff_ms`, returning them.
@@ -227,9 +235,14 @@ impl<K, T> BackendTable<K, T> {
         self.entries.iter()
     }
 
+    /// An upper bound of the backends' weights (the largest weight ever set).
+    pub fn max_weight(&self) -> u32 {
+        self.shared.max_weight.load(Relaxed).max(1)
+    }
+
     /// Requests in flight over all backends.
     pub fn total_in_flight(&self) -> usize {
-        self.total_in_flight.load(std::sync::atomic::Ordering::Relaxed)
+        self.shared.in_flight.load(Relaxed)
     }
 
     /// A table with the same backends, states and counters and new payloads.
@@ -249,7 +262,7 @@ impl<K, T> BackendTable<K, T> {
                 })
                 .collect(),
             by_id: self.by_id.clone(),
-            total_in_flight: self.total_in_flight.clone(),
+            shared: self.shared.clone(),
         }
     }
 }

@@ -59,11 +59,21 @@ pub struct BackendStatus {
     pub(crate) pinned_hits: AtomicU64,
     pub(crate) failures: AtomicU64,
     pub(crate) ejections: AtomicU64,
-    pub(crate) total_in_flight: Arc<AtomicUsize>,
+    pub(crate) shared: Arc<TableLoad>,
+}
+
+/// What all backends of one table share: the in-flight total (bounded-load
+/// hashing needs the mean) and an upper bound of the weights (weighted
+/// placement samples against it).
+#[derive(Debug, Default)]
+pub(crate) struct TableLoad {
+    pub(crate) in_flight: AtomicUsize,
+    pub(crate) max_weight: AtomicU32,
 }
 
 impl BackendStatus {
-    pub(crate) fn new(added_ms: u64, weight: u32, total_in_flight: Arc<AtomicUsize>) -> Self {
+    pub(crate) fn new(added_ms: u64, weight: u32, shared: Arc<TableLoad>) -> Self {
+        shared.max_weight.fetch_max(weight.max(1), Relaxed);
         Self {
             admin: AtomicU8::new(ADMIN_ACTIVE),
             probe_down: AtomicU8::new(0),
@@ -78,7 +88,7 @@ impl BackendStatus {
             pinned_hits: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             ejections: AtomicU64::new(0),
-            total_in_flight,
+            shared,
         }
     }
 
@@ -120,6 +130,8 @@ impl BackendStatus {
     /// Sets the weight used by weighted placement (at least 1).
     pub fn set_weight(&self, weight: u32) {
         self.weight.store(weight.max(1), Relaxed);
+        // An upper bound is all weighted placement needs; it never shrinks.
+        self.shared.max_weight.fetch_max(weight.max(1), Relaxed);
     }
 
     /// The weight used by weighted placement.
@@ -162,14 +174,16 @@ impl BackendStatus {
         self.ejections.load(Relaxed)
     }
 
-    pub(crate) fn mark_removed(&self, now_ms: u64) {
-        let _ = self
-            .removed_ms
-            .compare_exchange(0, now_ms.max(1), Relaxed, Relaxed);
+    /// Marks the backend removed; false if it already was.
+    pub(crate) fn mark_removed(&self, now_ms: u64) -> bool {
+        self.removed_ms
+            .compare_exchange(0, now_ms.max(1), Relaxed, Relaxed)
+            .is_ok()
     }
 
-    pub(crate) fn clear_removed(&self) {
-        self.removed_ms.store(0, Relaxed);
+    /// Clears a removal mark; false if there was none.
+    pub(crate) fn clear_removed(&self) -> bool {
+        self.removed_ms.swap(0, Relaxed) != 0
     }
 
     pub(crate) fn removed_ms(&self) -> Option<u64> {
@@ -226,7 +240,10 @@ impl BackendStatus {
             let until = now_ms + ejection.cool_down().as_millis() as u64;
             self.ejected_until_ms.store(until, Relaxed);
             self.ejections.fetch_add(1, Relaxed);
-            tracing::warn!(failures = streak, "backend ejected after consecutive failures");
+            tracing::warn!(
+                failures = streak,
+                "backend ejected after consecutive failures"
+            );
         }
     }
 }
@@ -244,9 +261,13 @@ pub struct InFlight {
 }
 
 impl InFlight {
-    pub(crate) fn new(status: Arc<BackendStatus>, ejection: crate::Ejection, clock: crate::Clock) -> Self {
+    pub(crate) fn new(
+        status: Arc<BackendStatus>,
+        ejection: crate::Ejection,
+        clock: crate::Clock,
+    ) -> Self {
         status.in_flight.fetch_add(1, Relaxed);
-        status.total_in_flight.fetch_add(1, Relaxed);
+        status.shared.in_flight.fetch_add(1, Relaxed);
         Self {
             status,
             ejection,
@@ -269,6 +290,6 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.status.in_flight.fetch_sub(1, Relaxed);
-        self.status.total_in_flight.fetch_sub(1, Relaxed);
+        self.status.shared.in_flight.fetch_sub(1, Relaxed);
     }
 }

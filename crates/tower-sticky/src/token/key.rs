@@ -2,16 +2,16 @@
 
 use std::fmt;
 
+use aes_gcm_siv::aead::{AeadInPlace, KeyInit};
+use aes_gcm_siv::{Aes256GcmSiv, Nonce};
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine as _;
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::TryRngCore;
 
 /// Length of a key in bytes (256 bits).
 pub const KEY_LEN: usize = 32;
 
-/// One 256-bit XChaCha20-Poly1305 key, with the one-byte id tokens name it by.
+/// One 256-bit AES-256-GCM-SIV key, with the one-byte id tokens name it by.
 ///
 /// The id is derived from the key itself (a byte of the AEAD's own tag over a
 /// fixed label), so every replica that loads the same key agrees on its id and
@@ -19,17 +19,17 @@ pub const KEY_LEN: usize = 32;
 #[derive(Clone)]
 pub struct Key {
     pub(crate) id: u8,
-    pub(crate) cipher: XChaCha20Poly1305,
+    pub(crate) cipher: Aes256GcmSiv,
     bytes: [u8; KEY_LEN],
 }
 
 impl Key {
     /// A key from 32 raw bytes.
     pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
-        let cipher = XChaCha20Poly1305::new((&bytes).into());
+        let cipher = Aes256GcmSiv::new((&bytes).into());
         let mut empty = [0u8; 0];
         let tag = cipher
-            .encrypt_in_place_detached(&XNonce::default(), b"tower-sticky key id", &mut empty)
+            .encrypt_in_place_detached(&Nonce::default(), b"tower-sticky key id", &mut empty)
             .expect("sealing an empty message cannot fail");
         Self {
             id: tag[0],
@@ -78,7 +78,9 @@ impl Key {
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print key material.
-        f.debug_struct("Key").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("Key")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -173,7 +175,10 @@ mod tests {
         let back = Key::from_base64(&k.to_base64()).unwrap();
         assert_eq!(back.id(), k.id());
         assert_eq!(back.to_base64(), k.to_base64());
-        assert!(matches!(Key::from_base64("not base64 !!"), Err(KeyError::Encoding)));
+        assert!(matches!(
+            Key::from_base64("not base64 !!"),
+            Err(KeyError::Encoding)
+        ));
         assert!(matches!(Key::from_base64("AAAA"), Err(KeyError::Length(3))));
     }
 
@@ -185,8 +190,14 @@ mod tests {
         let ring = KeyRing::from_lines(&text).unwrap();
         assert_eq!(ring.keys().len(), 2);
         assert_eq!(ring.sealing().to_base64(), a.to_base64());
-        assert!(matches!(KeyRing::from_lines("\n# nothing\n"), Err((0, KeyError::Empty))));
-        assert!(matches!(KeyRing::from_lines(&format!("{}\nxx!\n", a.to_base64())), Err((2, KeyError::Encoding))));
+        assert!(matches!(
+            KeyRing::from_lines("\n# nothing\n"),
+            Err((0, KeyError::Empty))
+        ));
+        assert!(matches!(
+            KeyRing::from_lines(&format!("{}\nxx!\n", a.to_base64())),
+            Err((2, KeyError::Encoding))
+        ));
     }
 
     #[test]

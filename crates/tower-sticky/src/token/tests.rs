@@ -64,11 +64,17 @@ fn reasons() {
     // Another key: unknown key id (or forged if the ids happen to collide).
     let other = codec();
     let r = other.open(text);
-    assert!(matches!(r, Err(InvalidToken::UnknownKey) | Err(InvalidToken::Forged)));
+    assert!(matches!(
+        r,
+        Err(InvalidToken::UnknownKey) | Err(InvalidToken::Forged)
+    ));
     // Version byte edited.
     let mut raw = URL_SAFE_NO_PAD.decode(text).unwrap();
     raw[0] = 9;
-    assert_eq!(c.open(URL_SAFE_NO_PAD.encode(&raw).as_bytes()), Err(InvalidToken::UnknownVersion));
+    assert_eq!(
+        c.open(URL_SAFE_NO_PAD.encode(&raw).as_bytes()),
+        Err(InvalidToken::UnknownVersion)
+    );
 }
 
 #[test]
@@ -94,4 +100,83 @@ fn rotation_old_key_opens_new_key_seals() {
     // A replica that only has the new key rejects the old token.
     let only_new = TokenCodec::new(KeyRing::new(new), "sticky");
     assert!(only_new.open(old_token.as_str().as_bytes()).is_err());
+}
+
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn fixed() -> (Key, Key, TokenCodec) {
+        let current = Key::from_bytes([3; 32]);
+        let old = Key::from_bytes([4; 32]);
+        let ring = KeyRing::new(current.clone()).with_opening_key(old.clone());
+        (current, old, TokenCodec::new(ring, "sticky"))
+    }
+
+    fn config() -> ProptestConfig {
+        ProptestConfig {
+            cases: 512,
+            // No regression files written next to the sources.
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    fn any_token() -> impl Strategy<Value = Token> {
+        (any::<u64>(), any::<u64>(), any::<u32>(), any::<u32>()).prop_map(|(b, s, i, r)| Token {
+            backend: BackendId::from_u64(b),
+            session: s,
+            issued: i,
+            refreshed: r,
+        })
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn arbitrary_bytes_are_never_accepted(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let (_, _, codec) = fixed();
+            prop_assert!(codec.open(&bytes).is_err());
+        }
+
+        #[test]
+        fn base64_text_of_token_length_is_never_accepted(
+            text in proptest::string::string_regex(&format!("[A-Za-z0-9_-]{{{TOKEN_LEN}}}")).unwrap()
+        ) {
+            let (_, _, codec) = fixed();
+            prop_assert_eq!(text.len(), TOKEN_LEN);
+            prop_assert!(codec.open(text.as_bytes()).is_err());
+        }
+
+        #[test]
+        fn single_character_edits_are_never_accepted(
+            token in any_token(),
+            pos in 0..TOKEN_LEN,
+            replacement in any::<u8>(),
+        ) {
+            let (_, _, codec) = fixed();
+            let sealed = codec.seal(&token);
+            let mut text = sealed.as_str().as_bytes().to_vec();
+            prop_assert_eq!(codec.open(&text), Ok(token));
+            prop_assume!(text[pos] != replacement);
+            text[pos] = replacement;
+            prop_assert!(codec.open(&text).is_err());
+        }
+
+        #[test]
+        fn only_configured_keys_open(token in any_token(), key in any::<[u8; 32]>()) {
+            let (current, old, codec) = fixed();
+            // Sealed by the current key or the old one: accepted.
+            for k in [current, old] {
+                let by = TokenCodec::new(KeyRing::new(k), "sticky");
+                prop_assert_eq!(codec.open(by.seal(&token).as_str().as_bytes()), Ok(token));
+            }
+            // Sealed by any other key: refused, whatever its key id.
+            prop_assume!(key != [3; 32] && key != [4; 32]);
+            let stranger = TokenCodec::new(KeyRing::new(Key::from_bytes(key)), "sticky");
+            let r = codec.open(stranger.seal(&token).as_str().as_bytes());
+            prop_assert!(matches!(r, Err(InvalidToken::UnknownKey) | Err(InvalidToken::Forged)), "{:?}", r);
+        }
+    }
 }

@@ -1,0 +1,96 @@
+//! Cost of the decision engine alone, without any I/O.
+//!
+//! `cargo bench -p tower-sticky --bench decide`
+//!
+//! - `hit/N`: a request carrying a valid cookie among N backends: read every
+//!   Cookie header, open the token, look the backend up by id, decide, count.
+//! - `new/N`: a request without a cookie: place (least-loaded of two), seal a
+//!   token, format the Set-Cookie header, mark the response private.
+//! - `token/open`, `token/seal`: the AEAD alone.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
+use http::header::COOKIE;
+use http::{HeaderMap, HeaderValue, Request};
+use tower_sticky::token::{KeyRing, Token, TokenCodec};
+use tower_sticky::{BackendId, BackendTable, Router, StickyConfig};
+
+fn table(n: usize) -> BackendTable<String> {
+    let mut t = BackendTable::new();
+    for i in 0..n {
+        t.insert(format!("backend-{i}"), (), 0).unwrap();
+    }
+    t
+}
+
+fn pinned_parts(router: &Router, table: &BackendTable<String>) -> http::request::Parts {
+    let id = table.get(table.len() / 2).unwrap().id();
+    let now = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()) as u32;
+    let sealed = router.codec().unwrap().seal(&Token::new(id, 42, now));
+    let cookie = format!("theme=dark; sticky={}; lang=en", sealed.as_str());
+    let (parts, ()) = Request::builder()
+        .uri("/cart")
+        .header(COOKIE, cookie)
+        .body(())
+        .unwrap()
+        .into_parts();
+    parts
+}
+
+fn bench_decide(c: &mut Criterion) {
+    let router = Router::new(StickyConfig::new(KeyRing::generate()));
+    let mut hit = c.benchmark_group("hit");
+    for n in [3usize, 100, 1_000, 10_000] {
+        let t = table(n);
+        let parts = pinned_parts(&router, &t);
+        hit.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter(|| {
+                let d = router.decide(&t, black_box(&parts), |_| true);
+                assert!(d.issued_token().is_none());
+                black_box(d)
+            })
+        });
+    }
+    hit.finish();
+
+    let mut new = c.benchmark_group("new");
+    for n in [3usize, 100, 1_000, 10_000] {
+        let t = table(n);
+        let (parts, ()) = Request::builder().uri("/").body(()).unwrap().into_parts();
+        new.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter_batched_ref(
+                HeaderMap::new,
+                |headers| {
+                    let d = router.decide(&t, black_box(&parts), |_| true);
+                    router.tag_response(&d, headers);
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    new.finish();
+}
+
+fn bench_token(c: &mut Criterion) {
+    let codec = TokenCodec::new(KeyRing::generate(), "sticky");
+    let token = Token::new(BackendId::from_u64(7), 42, 1_800_000_000);
+    let sealed = codec.seal(&token);
+    let mut g = c.benchmark_group("token");
+    g.bench_function("open", |b| {
+        b.iter(|| codec.open(black_box(sealed.as_str().as_bytes())))
+    });
+    g.bench_function("seal", |b| b.iter(|| codec.seal(black_box(&token))));
+    g.bench_function("set_cookie", |b| {
+        let cfg = tower_sticky::CookieConfig::new("sticky").secure(true);
+        b.iter(|| black_box(cfg.set_cookie(black_box(sealed.as_str()))))
+    });
+    let _ = HeaderValue::from_static("x");
+    g.finish();
+}
+
+criterion_group!(benches, bench_decide, bench_token);
+criterion_main!(benches);
