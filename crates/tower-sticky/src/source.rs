@@ -55,7 +55,17 @@ pub(crate) enum Source {
     Extractor(Arc<Extractor>),
 }
 
-/// Where affinity comes from. See the [module docs](self).
+/// Where affinity comes from.
+///
+/// - [`AffinitySource::cookie`] (default): our own sealed cookie, inserted by
+///   the layer. The browser case.
+/// - [`AffinitySource::header`]: the same sealed token in a request header,
+///   returned in a response header (GEP-1619 type `Header`). For APIs and
+///   service-to-service calls, where clients keep a header but no cookie jar.
+/// - [`AffinitySource::client_addr`]: the client's address, hashed onto the
+///   backend set with bounded loads. No token at all.
+/// - [`AffinitySource::extractor`]: a key of your own from the request (a
+///   tenant header, a path segment), hashed like the client address.
 #[derive(Clone)]
 pub struct AffinitySource(pub(crate) Source);
 
