@@ -34,7 +34,11 @@ async fn a_100_mb_upload_and_download_leave_memory_flat() {
     let b = Backend::start("b1").await;
     let dir = scratch("bigbody");
     let flag = b.flag();
-    let gw = GatewayProcess::start(&["--backend", &flag, "--no-access-log", "--threads", "2"], dir.join("gw.log")).await;
+    let gw = GatewayProcess::start(
+        &["--backend", &flag, "--no-access-log", "--threads", "2"],
+        dir.join("gw.log"),
+    )
+    .await;
     // Warm up: connections, buffers, allocator arenas.
     for _ in 0..20 {
         assert_eq!(get(gw.addr, "/", None).await.status, StatusCode::OK);
@@ -48,7 +52,11 @@ async fn a_100_mb_upload_and_download_leave_memory_flat() {
         .unwrap();
     let r = send(gw.addr, req).await.unwrap();
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(r.body, (100 * MB).to_string(), "every byte reached the backend");
+    assert_eq!(
+        r.body,
+        (100 * MB).to_string(),
+        "every byte reached the backend"
+    );
 
     // Download, counting frames as they come (never holding the body).
     let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
@@ -78,7 +86,10 @@ async fn a_100_mb_upload_and_download_leave_memory_flat() {
     let max = sampler.join().unwrap();
     let growth = max.saturating_sub(base);
     eprintln!("100 MB each way: RSS baseline {base} KiB, peak {max} KiB, growth {growth} KiB");
-    assert!(growth < 16 * 1024, "RSS grew by {growth} KiB while streaming 100 MB");
+    assert!(
+        growth < 16 * 1024,
+        "RSS grew by {growth} KiB while streaming 100 MB"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,11 +98,25 @@ async fn many_distinct_sessions_leave_memory_flat() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(50_000);
-    let bs = [Backend::start("b1").await, Backend::start("b2").await, Backend::start("b3").await];
+    let bs = [
+        Backend::start("b1").await,
+        Backend::start("b2").await,
+        Backend::start("b3").await,
+    ];
     let dir = scratch("sessions");
     let (f1, f2, f3) = (bs[0].flag(), bs[1].flag(), bs[2].flag());
     let gw = GatewayProcess::start(
-        &["--backend", &f1, "--backend", &f2, "--backend", &f3, "--no-access-log", "--threads", "1"],
+        &[
+            "--backend",
+            &f1,
+            "--backend",
+            &f2,
+            "--backend",
+            &f3,
+            "--no-access-log",
+            "--threads",
+            "1",
+        ],
         dir.join("gw.log"),
     )
     .await;
@@ -102,15 +127,20 @@ async fn many_distinct_sessions_leave_memory_flat() {
         for _ in 0..CONNS {
             tasks.push(tokio::spawn(async move {
                 let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-                let (mut s, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                    .await
-                    .unwrap();
+                let (mut s, conn) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                        .await
+                        .unwrap();
                 tokio::spawn(conn);
                 let mut cookies = 0u64;
                 for _ in 0..n / CONNS {
                     s.ready().await.unwrap();
                     let r = s
-                        .send_request(Request::get("/").body(Full::<bytes::Bytes>::default()).unwrap())
+                        .send_request(
+                            Request::get("/")
+                                .body(Full::<bytes::Bytes>::default())
+                                .unwrap(),
+                        )
                         .await
                         .unwrap();
                     assert_eq!(r.status(), StatusCode::OK);
@@ -138,6 +168,13 @@ async fn many_distinct_sessions_leave_memory_flat() {
         "{issued} distinct sessions in {secs:.1} s ({:.0} req/s): RSS {base} KiB -> {after} KiB ({growth:+} KiB)",
         issued as f64 / secs
     );
-    assert_eq!(issued, sessions / CONNS * CONNS, "every request started a new session");
-    assert!(growth < 10 * 1024, "RSS grew by {growth} KiB over {issued} sessions");
+    assert_eq!(
+        issued,
+        sessions / CONNS * CONNS,
+        "every request started a new session"
+    );
+    assert!(
+        growth < 10 * 1024,
+        "RSS grew by {growth} KiB over {issued} sessions"
+    );
 }

@@ -502,3 +502,54 @@ fn the_example_config_parses() {
     let c = sticky_gateway::GatewayConfig::from_toml(text).unwrap();
     assert!(c.routes.len() >= 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_apply_their_own_persistence() {
+    let bs = three().await;
+    let dir = scratch("routes");
+    let cfg = dir.join("gw.toml");
+    let mut t = String::new();
+    for (name, prefix, kind) in [
+        ("web", "/", "cookie"),
+        ("api", "/api", "header"),
+        ("static", "/static", "none"),
+    ] {
+        t.push_str(&format!(
+            "[[routes]]\nname = \"{name}\"\nprefix = \"{prefix}\"\n[routes.session_persistence]\ntype = \"{kind}\"\n"
+        ));
+        if kind == "header" {
+            t.push_str("session_name = \"x-session\"\n");
+        }
+        for b in &bs {
+            t.push_str(&format!(
+                "[[routes.backends]]\nname = \"{}\"\naddress = \"{}\"\n",
+                b.name, b.addr
+            ));
+        }
+    }
+    std::fs::write(&cfg, t).unwrap();
+    let gw = GatewayProcess::start(&["--config", cfg.to_str().unwrap()], dir.join("gw.log")).await;
+
+    let r = get(gw.addr, "/static/app.js", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.headers.get("set-cookie").is_none(),
+        "no stickiness on this route"
+    );
+
+    let first = get(gw.addr, "/api/items", None).await;
+    assert!(first.headers.get("set-cookie").is_none());
+    let token = first.headers["x-session"].to_str().unwrap().to_string();
+    let home = first.backend().to_string();
+    for _ in 0..20 {
+        let req = Request::get("/api/items")
+            .header("x-session", &token)
+            .body(TestBody::Full(Full::default()))
+            .unwrap();
+        let r = send(gw.addr, req).await.unwrap();
+        assert_eq!(r.backend(), home, "the header token pins the session");
+    }
+
+    let r = get(gw.addr, "/", None).await;
+    assert!(r.set_cookie("sticky").is_some());
+}

@@ -43,18 +43,29 @@ fn has_token(v: &HeaderValue, token: &str) -> bool {
 /// `Upgrade`. With `upgrade`, `Upgrade` and `Connection: upgrade` stay, as
 /// the upgrade is forwarded.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = headers
+    // Cloning a header value is a reference-count bump: the headers that
+    // `Connection` names are removed without allocating a list of them.
+    let named: Option<HeaderValue> = headers.get(header::CONNECTION).cloned();
+    if let Some(first) = named {
+        let extra: Vec<HeaderValue> = headers
             .get_all(header::CONNECTION)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|s| s.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .skip(1)
+            .cloned()
             .collect();
         headers.remove(header::CONNECTION);
-        for n in named {
-            if !(upgrade && n == header::UPGRADE) {
-                headers.remove(n);
+        for v in std::iter::once(&first).chain(extra.iter()) {
+            let Ok(s) = v.to_str() else { continue };
+            for t in s.split(',').map(str::trim) {
+                if t.eq_ignore_ascii_case("keep-alive") || t.eq_ignore_ascii_case("close") {
+                    continue;
+                }
+                if upgrade && t.eq_ignore_ascii_case("upgrade") {
+                    continue;
+                }
+                if let Ok(n) = HeaderName::from_bytes(t.as_bytes()) {
+                    headers.remove(n);
+                }
             }
         }
     }

@@ -14,6 +14,7 @@ use super::body::{BackendBody, GatewayBody};
 use super::headers;
 use super::pool::{ConnectError, Pool, Sender};
 use crate::access_log;
+use crate::config::Persistence;
 use crate::gateway::Gateway;
 use crate::routes::Route;
 
@@ -62,8 +63,7 @@ pub async fn handle(
     let start = Instant::now();
     let upgrade = headers::is_upgrade_request(&req);
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let (mut parts, body) = req.into_parts();
-    parts.extensions.insert(PeerAddr(conn.peer));
+    let (parts, body) = req.into_parts();
     let log = gw
         .access_log
         .then(|| (parts.method.clone(), parts.uri.clone()));
@@ -112,6 +112,10 @@ async fn forward(
 ) -> Served {
     let upgrade = client_upgrade.is_some();
     let router = &route.router;
+    if matches!(route.config.persistence, Persistence::ClientAddr(_)) {
+        // Only client-address affinity reads it; inserting allocates.
+        parts.extensions.insert(PeerAddr(conn.peer));
+    }
     let mut attempts = 0u32;
     loop {
         // The table guard is dropped before any await.
