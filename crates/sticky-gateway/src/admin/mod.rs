@@ -1,0 +1,46 @@
+//! The admin listener: a JSON API over the gateway's backends and routes, a
+//! Prometheus `/metrics` endpoint and a live dashboard page.
+//!
+//! | Endpoint | Answer |
+//! | --- | --- |
+//! | `GET /` | the dashboard (one self-contained HTML page) |
+//! | `GET /backends` | JSON array of backends with `pinned_hit_rate` |
+//! | `POST /backends/{id}/drain` | 200 with the backend's new JSON, 404 for an unknown id |
+//! | `POST /backends/{id}/activate` | the same |
+//! | `GET /stats` | JSON: `routes` (outcome counters) and a `latency` summary |
+//! | `GET /metrics` | Prometheus text exposition |
+//!
+//! The gateway implements [`AdminView`] over its live routes and calls
+//! [`serve`] with a loopback listener.
+
+mod api;
+mod dashboard;
+mod metrics;
+mod model;
+
+use std::future::Future;
+use std::sync::Arc;
+
+pub use api::router;
+pub use metrics::{
+    escape_label, render_parts, HistogramSnapshot, LatencyHistogram, LATENCY_BOUNDS,
+};
+pub use model::{AdminView, BackendView, RouteView};
+
+/// Renders the `/metrics` text for a view and a latency histogram.
+pub fn render_metrics(view: &dyn AdminView, latency: &LatencyHistogram) -> String {
+    metrics::render(view, latency)
+}
+
+/// Serves the admin API and dashboard on `listener` until `shutdown`
+/// completes, then finishes the requests in progress and returns.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    view: Arc<dyn AdminView>,
+    latency: Arc<LatencyHistogram>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(view, latency))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
