@@ -629,6 +629,23 @@ async fn dashboard_screenshot() {
         .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png"));
     std::fs::write(&path, &png).unwrap();
     eprintln!("dashboard screenshot: {}", path.display());
+
+    // The whole page too, below the fold.
+    let height = cdp
+        .eval("Math.ceil(document.documentElement.scrollHeight)")
+        .await
+        .as_f64()
+        .unwrap();
+    let full = cdp
+        .call(
+            "Page.captureScreenshot",
+            json!({ "format": "png", "captureBeyondViewport": true,
+                    "clip": { "x": 0, "y": 0, "width": 1280, "height": height, "scale": 1 } }),
+        )
+        .await;
+    let full_path = path.with_file_name("dashboard-full.png");
+    std::fs::write(&full_path, base64_decode(full["data"].as_str().unwrap())).unwrap();
+    eprintln!("full-page screenshot: {}", full_path.display());
 }
 
 /// Standard base64 (the DevTools screenshot payload), no padding checks.

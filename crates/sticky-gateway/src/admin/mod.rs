@@ -11,7 +11,28 @@
 //! | `GET /metrics` | Prometheus text exposition |
 //!
 //! The gateway implements [`AdminView`] over its live routes and calls
-//! [`serve`] with a loopback listener.
+//! [`serve`] with a loopback listener; its proxy records each request's
+//! duration in the shared [`LatencyHistogram`].
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use sticky_gateway::admin::{serve, AdminView, BackendView, LatencyHistogram, RouteView};
+//!
+//! struct Gateway;
+//! impl AdminView for Gateway {
+//!     fn backends(&self) -> Vec<BackendView> { Vec::new() }
+//!     fn routes(&self) -> Vec<RouteView> { Vec::new() }
+//!     fn drain(&self, _id: &str) -> bool { false }
+//!     fn activate(&self, _id: &str) -> bool { false }
+//! }
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9900").await?;
+//! let latency = Arc::new(LatencyHistogram::new());
+//! // In the proxy: latency.record(started.elapsed());
+//! serve(listener, Arc::new(Gateway), latency, std::future::pending()).await
+//! # }
+//! ```
 
 mod api;
 mod dashboard;
