@@ -94,8 +94,8 @@
     const sessions = meter("New sessions share", "sessions");
     const inflight = num("In flight"), hit = num("Pinned hits"), reqs = num("Requests"), fails = num("Failures");
     const note = h("div", { class: "note", hidden: "" });
-    const drain = h("button", { class: "drain", "data-action": "drain", "data-id": b.id, type: "button", text: "Drain" });
-    const activate = h("button", { class: "activate", "data-action": "activate", "data-id": b.id, type: "button", text: "Activate" });
+    const drain = h("button", { class: "drain", "data-action": "drain", "data-id": b.id, type: "button", text: "Drain", "aria-label": "Drain " + b.id, title: "Keep its sessions, send it no new ones" });
+    const activate = h("button", { class: "activate", "data-action": "activate", "data-id": b.id, type: "button", text: "Activate", "aria-label": "Activate " + b.id, title: "Take new sessions again" });
     drain.addEventListener("click", () => act("drain", b.id, drain));
     activate.addEventListener("click", () => act("activate", b.id, activate));
     const el = h("article", { class: "card", "data-backend": b.id, "data-route": b.route },
