@@ -1,86 +1,67 @@
-//! Admin API contract (stub until the admin module lands).
+//! The admin listener: a JSON API over the gateway's backends and routes, a
+//! Prometheus `/metrics` endpoint and a live dashboard page.
+//!
+//! | Endpoint | Answer |
+//! | --- | --- |
+//! | `GET /` | the dashboard (one self-contained HTML page) |
+//! | `GET /backends` | JSON array of backends with `pinned_hit_rate` |
+//! | `POST /backends/{id}/drain` | 200 with the backend's new JSON, 404 for an unknown id |
+//! | `POST /backends/{id}/activate` | the same |
+//! | `GET /stats` | JSON: `routes` (outcome counters) and a `latency` summary |
+//! | `GET /metrics` | Prometheus text exposition |
+//!
+//! The gateway implements [`AdminView`] over its live routes and calls
+//! [`serve`] with a loopback listener; its proxy records each request's
+//! duration in the shared [`LatencyHistogram`].
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use sticky_gateway::admin::{serve, AdminView, BackendView, LatencyHistogram, RouteView};
+//!
+//! struct Gateway;
+//! impl AdminView for Gateway {
+//!     fn backends(&self) -> Vec<BackendView> { Vec::new() }
+//!     fn routes(&self) -> Vec<RouteView> { Vec::new() }
+//!     fn drain(&self, _id: &str) -> bool { false }
+//!     fn activate(&self, _id: &str) -> bool { false }
+//! }
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9900").await?;
+//! let latency = Arc::new(LatencyHistogram::new());
+//! // In the proxy: latency.record(started.elapsed());
+//! serve(listener, Arc::new(Gateway), latency, std::future::pending()).await
+//! # }
+//! ```
+
+mod api;
+mod dashboard;
+mod metrics;
+mod model;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
-use serde::Serialize;
+pub use api::router;
+pub use metrics::{
+    escape_label, render_parts, HistogramSnapshot, LatencyHistogram, LATENCY_BOUNDS,
+};
+pub use model::{AdminView, BackendView, RouteView};
 
-/// What the admin API sees of a running gateway.
-pub trait AdminView: Send + Sync + 'static {
-    /// Every backend of every route.
-    fn backends(&self) -> Vec<BackendView>;
-    /// Every route with its counters.
-    fn routes(&self) -> Vec<RouteView>;
-    /// Drains the backend `id`; false when unknown.
-    fn drain(&self, id: &str) -> bool;
-    /// Returns the backend `id` to service; false when unknown.
-    fn activate(&self, id: &str) -> bool;
+/// Renders the `/metrics` text for a view and a latency histogram.
+pub fn render_metrics(view: &dyn AdminView, latency: &LatencyHistogram) -> String {
+    metrics::render(view, latency)
 }
 
-/// One backend as the admin API shows it.
-#[derive(Clone, Debug, Serialize)]
-pub struct BackendView {
-    /// Route name.
-    pub route: String,
-    /// Backend name.
-    pub id: String,
-    /// Configured address.
-    pub address: String,
-    /// active | draining | ejected | removed.
-    pub state: String,
-    /// healthy | unhealthy | unknown.
-    pub health: String,
-    /// Requests in flight.
-    pub in_flight: usize,
-    /// Requests routed here.
-    pub requests: u64,
-    /// New sessions placed here.
-    pub new_sessions: u64,
-    /// Pinned requests served here.
-    pub pinned_hits: u64,
-    /// Failed requests.
-    pub failures: u64,
-}
-
-/// One route's counters.
-#[derive(Clone, Debug, Serialize)]
-pub struct RouteView {
-    /// Route name.
-    pub name: String,
-    /// Path prefix.
-    pub prefix: String,
-    /// Requests that went to their pinned backend.
-    pub pinned: u64,
-    /// New sessions.
-    pub new: u64,
-    /// Re-pins by reason.
-    pub repinned: Vec<(String, u64)>,
-    /// Temporary routes by reason.
-    pub temporary: Vec<(String, u64)>,
-    /// Rejections by reason.
-    pub rejected: Vec<(String, u64)>,
-    /// Invalid tokens by reason.
-    pub invalid_tokens: Vec<(String, u64)>,
-}
-
-/// Request latency histogram.
-#[derive(Debug, Default)]
-pub struct LatencyHistogram {}
-
-impl LatencyHistogram {
-    /// Records one request's latency.
-    pub fn record(&self, _latency: Duration) {}
-}
-
-/// Serves the admin API until `shutdown` resolves.
+/// Serves the admin API and dashboard on `listener` until `shutdown`
+/// completes, then finishes the requests in progress and returns.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     view: Arc<dyn AdminView>,
     latency: Arc<LatencyHistogram>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let _ = (listener, view, latency);
-    shutdown.await;
-    Ok(())
+    axum::serve(listener, router(view, latency))
+        .with_graceful_shutdown(shutdown)
+        .await
 }

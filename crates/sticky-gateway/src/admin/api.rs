@@ -1,0 +1,194 @@
+//! The admin HTTP API: routes, handlers and JSON shapes.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+
+use super::metrics::{self, HistogramSnapshot, LatencyHistogram};
+use super::model::{AdminView, BackendView, RouteView};
+
+/// What every handler shares.
+#[derive(Clone)]
+struct AppState {
+    view: Arc<dyn AdminView>,
+    latency: Arc<LatencyHistogram>,
+}
+
+/// A backend in `GET /backends`: the view plus its pinned-hit rate.
+#[derive(Serialize)]
+struct BackendJson<'a> {
+    #[serde(flatten)]
+    view: &'a BackendView,
+    /// `pinned_hits / requests`, 0 when there were no requests.
+    pinned_hit_rate: f64,
+}
+
+impl<'a> From<&'a BackendView> for BackendJson<'a> {
+    fn from(view: &'a BackendView) -> Self {
+        Self {
+            view,
+            pinned_hit_rate: view.pinned_hit_rate(),
+        }
+    }
+}
+
+/// `GET /stats`: routes and a latency summary.
+#[derive(Serialize)]
+struct StatsJson {
+    routes: Vec<RouteView>,
+    latency: LatencyJson,
+}
+
+/// The latency summary in `GET /stats`.
+#[derive(Serialize)]
+struct LatencyJson {
+    count: u64,
+    sum_seconds: f64,
+    p50_seconds: Option<f64>,
+    p90_seconds: Option<f64>,
+    p99_seconds: Option<f64>,
+}
+
+impl From<&HistogramSnapshot> for LatencyJson {
+    fn from(h: &HistogramSnapshot) -> Self {
+        Self {
+            count: h.count,
+            sum_seconds: h.sum_seconds,
+            p50_seconds: h.quantile(0.5),
+            p90_seconds: h.quantile(0.9),
+            p99_seconds: h.quantile(0.99),
+        }
+    }
+}
+
+/// The admin router: `GET /`, `GET /backends`, `POST /backends/{id}/drain`,
+/// `POST /backends/{id}/activate`, `GET /stats` and `GET /metrics`.
+pub fn router(view: Arc<dyn AdminView>, latency: Arc<LatencyHistogram>) -> Router {
+    Router::new()
+        .route("/", get(super::dashboard::page))
+        .route("/backends", get(backends))
+        .route("/backends/{id}/drain", post(drain))
+        .route("/backends/{id}/activate", post(activate))
+        .route("/stats", get(stats))
+        .route("/metrics", get(metrics_text))
+        .fallback(not_found)
+        .with_state(AppState { view, latency })
+}
+
+/// Marks a JSON answer as never cacheable: it is a live reading.
+fn no_store(mut r: Response) -> Response {
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// A JSON error body with a status.
+fn error(status: StatusCode, msg: impl Into<String>) -> Response {
+    no_store((status, Json(serde_json::json!({ "error": msg.into() }))).into_response())
+}
+
+async fn backends(State(s): State<AppState>) -> Response {
+    let all = s.view.backends();
+    let body: Vec<BackendJson<'_>> = all.iter().map(BackendJson::from).collect();
+    no_store(Json(body).into_response())
+}
+
+async fn stats(State(s): State<AppState>) -> Response {
+    let latency = s.latency.snapshot();
+    no_store(
+        Json(StatsJson {
+            routes: s.view.routes(),
+            latency: LatencyJson::from(&latency),
+        })
+        .into_response(),
+    )
+}
+
+async fn metrics_text(State(s): State<AppState>) -> Response {
+    let body = metrics::render(s.view.as_ref(), &s.latency);
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no such endpoint")
+}
+
+/// Which operator action a POST asks for.
+#[derive(Clone, Copy)]
+enum Action {
+    Drain,
+    Activate,
+}
+
+async fn drain(s: State<AppState>, h: HeaderMap, id: Path<String>) -> Response {
+    act(s, h, id, Action::Drain)
+}
+
+async fn activate(s: State<AppState>, h: HeaderMap, id: Path<String>) -> Response {
+    act(s, h, id, Action::Activate)
+}
+
+fn act(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    a: Action,
+) -> Response {
+    if !same_origin(&headers) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "cross-origin request refused: POST from the dashboard's own origin or without an Origin header",
+        );
+    }
+    let known = match a {
+        Action::Drain => s.view.drain(&id),
+        Action::Activate => s.view.activate(&id),
+    };
+    if !known {
+        return error(StatusCode::NOT_FOUND, format!("unknown backend id: {id}"));
+    }
+    match s.view.backends().iter().find(|b| b.id == id) {
+        Some(b) => no_store(Json(BackendJson::from(b)).into_response()),
+        // Known a moment ago, gone now (removed by a reload in between).
+        None => error(StatusCode::NOT_FOUND, format!("backend {id} is gone")),
+    }
+}
+
+/// Refuses state-changing requests that a browser sends on behalf of another
+/// site (a form or fetch from any page the operator has open): such requests
+/// carry an `Origin` whose host is not ours, or `Sec-Fetch-Site: cross-site`.
+/// Tools such as curl send neither and pass.
+fn same_origin(headers: &HeaderMap) -> bool {
+    if headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() == b"cross-site")
+    {
+        return false;
+    }
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let Some(host) = headers.get(header::HOST) else {
+        return false;
+    };
+    let origin = origin.as_bytes();
+    let authority = origin
+        .strip_prefix(b"http://")
+        .or_else(|| origin.strip_prefix(b"https://"));
+    authority == Some(host.as_bytes())
+}

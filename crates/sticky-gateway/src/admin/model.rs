@@ -1,0 +1,134 @@
+//! What the admin listener presents: the [`AdminView`] the gateway implements,
+//! and the plain views of backends and routes it returns.
+
+use serde::Serialize;
+use tower_sticky::{BackendStats, Stats};
+
+/// The gateway's side of the admin listener: a read of its backends and
+/// routes, and the two operator actions.
+///
+/// Every method is called from the admin listener's tasks, never from the
+/// proxy's hot path; each call should be a cheap snapshot.
+pub trait AdminView: Send + Sync + 'static {
+    /// Every backend of every route, as it is now.
+    fn backends(&self) -> Vec<BackendView>;
+    /// Every route with its outcome counters.
+    fn routes(&self) -> Vec<RouteView>;
+    /// Puts the backend named `id` into draining: it keeps its sessions and
+    /// gets no new ones. Returns `false` for an unknown backend id.
+    fn drain(&self, id: &str) -> bool;
+    /// Returns the backend named `id` to active. Returns `false` for an
+    /// unknown backend id.
+    fn activate(&self, id: &str) -> bool;
+}
+
+/// One backend as the operator sees it.
+#[derive(Clone, Debug, Serialize)]
+pub struct BackendView {
+    /// The route (pool) the backend belongs to.
+    pub route: String,
+    /// The backend's name, its id in the admin API.
+    pub id: String,
+    /// Where it is reached (`host:port`).
+    pub address: String,
+    /// `active`, `draining`, `ejected` or `removed`.
+    pub state: String,
+    /// `healthy`, `unhealthy` or `unknown` (no active health check).
+    pub health: String,
+    /// Requests in flight now.
+    pub in_flight: usize,
+    /// Requests routed here since start.
+    pub requests: u64,
+    /// New sessions placed here since start.
+    pub new_sessions: u64,
+    /// Requests that arrived pinned here and were served here.
+    pub pinned_hits: u64,
+    /// Failed requests (connect errors, 5xx).
+    pub failures: u64,
+}
+
+impl BackendView {
+    /// Builds a view from the core's per-backend snapshot; the gateway
+    /// supplies what the core does not know (name, address, health).
+    pub fn from_stats<K>(
+        route: impl Into<String>,
+        id: impl Into<String>,
+        address: impl Into<String>,
+        health: impl Into<String>,
+        stats: &BackendStats<K>,
+    ) -> Self {
+        Self {
+            route: route.into(),
+            id: id.into(),
+            address: address.into(),
+            state: stats.state.as_str().to_owned(),
+            health: health.into(),
+            in_flight: stats.in_flight,
+            requests: stats.requests,
+            new_sessions: stats.new_sessions,
+            pinned_hits: stats.pinned_hits,
+            failures: stats.failures,
+        }
+    }
+
+    /// Pinned hits over requests, 0 when there were no requests.
+    pub fn pinned_hit_rate(&self) -> f64 {
+        if self.requests == 0 {
+            0.0
+        } else {
+            self.pinned_hits as f64 / self.requests as f64
+        }
+    }
+}
+
+/// One route's outcome counters since start.
+#[derive(Clone, Debug, Serialize)]
+pub struct RouteView {
+    /// The route's name.
+    pub name: String,
+    /// The path prefix it matches.
+    pub prefix: String,
+    /// Requests that went to their pinned backend.
+    pub pinned: u64,
+    /// New sessions placed.
+    pub new: u64,
+    /// Sessions re-pinned, by reason (`Reason::as_str`).
+    pub repinned: Vec<(String, u64)>,
+    /// Requests served temporarily elsewhere, by reason.
+    pub temporary: Vec<(String, u64)>,
+    /// Requests answered 503 by the layer, by reason.
+    pub rejected: Vec<(String, u64)>,
+    /// Presented tokens that were not trusted, by reason
+    /// (`InvalidToken::as_str`).
+    pub invalid_tokens: Vec<(String, u64)>,
+}
+
+impl RouteView {
+    /// Builds a route's view from the core's [`Stats`] snapshot. Every reason
+    /// is listed, zero counts included, in the core's fixed order.
+    pub fn from_stats<K>(
+        name: impl Into<String>,
+        prefix: impl Into<String>,
+        stats: &Stats<K>,
+    ) -> Self {
+        let reasons = |rs: &[(tower_sticky::Reason, u64)]| {
+            rs.iter()
+                .map(|(r, n)| (r.as_str().to_owned(), *n))
+                .collect()
+        };
+        Self {
+            name: name.into(),
+            prefix: prefix.into(),
+            pinned: stats.pinned,
+            new: stats.new,
+            repinned: reasons(&stats.repinned),
+            temporary: reasons(&stats.temporary),
+            rejected: reasons(&stats.rejected),
+            invalid_tokens: stats
+                .invalid_tokens
+                .iter()
+                .map(|(r, n)| (r.as_str().to_owned(), *n))
+                .collect(),
+        }
+    }
+}
