@@ -44,6 +44,10 @@ pub struct CookieConfig {
     http_only: bool,
     same_site: Option<SameSite>,
     lifetime: CookieLifetime,
+    /// `; Path=/; HttpOnly; ...`: the attributes, formatted once by the
+    /// cookie crate when the configuration is built, so that issuing a
+    /// cookie is one small allocation and a copy.
+    suffix: String,
 }
 
 impl Default for CookieConfig {
@@ -63,53 +67,14 @@ impl CookieConfig {
             http_only: true,
             same_site: Some(SameSite::Lax),
             lifetime: CookieLifetime::Session,
+            suffix: String::new(),
         }
+        .formatted()
     }
 
-    /// The cookie name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Sets `Path`.
-    pub fn path(mut self, path: impl Into<String>) -> Self {
-        self.path = Some(path.into());
-        self
-    }
-
-    /// Sets `Domain`.
-    pub fn domain(mut self, domain: impl Into<String>) -> Self {
-        self.domain = Some(domain.into());
-        self
-    }
-
-    /// Sets `Secure` (only sent over HTTPS).
-    pub fn secure(mut self, secure: bool) -> Self {
-        self.secure = secure;
-        self
-    }
-
-    /// Sets `HttpOnly` (not readable by page scripts). On by default.
-    pub fn http_only(mut self, http_only: bool) -> Self {
-        self.http_only = http_only;
-        self
-    }
-
-    /// Sets `SameSite`; `SameSite::None` also sets `Secure`.
-    pub fn same_site(mut self, same_site: SameSite) -> Self {
-        self.same_site = Some(same_site);
-        self
-    }
-
-    /// Sets the cookie lifetime.
-    pub fn lifetime(mut self, lifetime: CookieLifetime) -> Self {
-        self.lifetime = lifetime;
-        self
-    }
-
-    /// The `Set-Cookie` value carrying `token`.
-    pub fn set_cookie(&self, token: &str) -> HeaderValue {
-        let mut c = cookie::Cookie::new(self.name.as_str(), token);
+    /// Formats the attributes with the cookie crate (quoting, order, names).
+    fn formatted(mut self) -> Self {
+        let mut c = cookie::Cookie::new(self.name.as_str(), "");
         if let Some(p) = &self.path {
             c.set_path(p.as_str());
         }
@@ -127,7 +92,60 @@ impl CookieConfig {
         if let CookieLifetime::Permanent(d) = self.lifetime {
             c.set_max_age(cookie::time::Duration::seconds(d.as_secs() as i64));
         }
-        HeaderValue::try_from(c.to_string()).expect("cookie attributes are valid header text")
+        let full = c.to_string();
+        self.suffix = full[self.name.len() + 1..].to_owned();
+        self
+    }
+
+    /// The cookie name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Sets `Path`.
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = Some(path.into());
+        self.formatted()
+    }
+
+    /// Sets `Domain`.
+    pub fn domain(mut self, domain: impl Into<String>) -> Self {
+        self.domain = Some(domain.into());
+        self.formatted()
+    }
+
+    /// Sets `Secure` (only sent over HTTPS).
+    pub fn secure(mut self, secure: bool) -> Self {
+        self.secure = secure;
+        self.formatted()
+    }
+
+    /// Sets `HttpOnly` (not readable by page scripts). On by default.
+    pub fn http_only(mut self, http_only: bool) -> Self {
+        self.http_only = http_only;
+        self.formatted()
+    }
+
+    /// Sets `SameSite`; `SameSite::None` also sets `Secure`.
+    pub fn same_site(mut self, same_site: SameSite) -> Self {
+        self.same_site = Some(same_site);
+        self.formatted()
+    }
+
+    /// Sets the cookie lifetime.
+    pub fn lifetime(mut self, lifetime: CookieLifetime) -> Self {
+        self.lifetime = lifetime;
+        self.formatted()
+    }
+
+    /// The `Set-Cookie` value carrying `token`.
+    pub fn set_cookie(&self, token: &str) -> HeaderValue {
+        let mut v = String::with_capacity(self.name.len() + 1 + token.len() + self.suffix.len());
+        v.push_str(&self.name);
+        v.push('=');
+        v.push_str(token);
+        v.push_str(&self.suffix);
+        HeaderValue::try_from(v).expect("cookie attributes are valid header text")
     }
 }
 
@@ -224,6 +242,10 @@ pub fn append_set_cookie(headers: &mut HeaderMap, set_cookie: HeaderValue) {
 /// Makes a response private to one user: `Cache-Control: private` is added,
 /// and `public` / `s-maxage` directives that would contradict it are dropped.
 pub fn mark_private(headers: &mut HeaderMap) {
+    if !headers.contains_key(CACHE_CONTROL) {
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("private"));
+        return;
+    }
     let existing: Vec<&str> = headers
         .get_all(CACHE_CONTROL)
         .iter()

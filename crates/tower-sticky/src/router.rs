@@ -212,6 +212,13 @@ impl Router {
         &self.inner.config
     }
 
+    /// Whether decisions read the client's [`PeerAddr`](crate::PeerAddr) from
+    /// the request extensions (client-address affinity). Servers can skip
+    /// inserting it, and the allocation that goes with it, when not.
+    pub fn needs_peer_addr(&self) -> bool {
+        matches!(self.inner.config.source.0, Source::ClientAddr(_))
+    }
+
     /// The token codec, for sources that carry tokens.
     pub fn codec(&self) -> Option<&TokenCodec> {
         self.inner.codec.as_ref()

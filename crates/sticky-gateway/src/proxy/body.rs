@@ -9,27 +9,38 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use tower_sticky::table::InFlight;
+
 use super::pool::{Pool, Sender};
 
 /// A backend's response body. When it has been read to the end, the
 /// connection it came on goes back to its pool; a body dropped half-read
-/// takes its connection with it (its framing is unknown).
+/// takes its connection with it (its framing is unknown). The request counts
+/// as in flight on its backend until the body ends or is dropped.
 #[derive(Debug)]
 pub struct BackendBody {
     inner: Incoming,
     give_back: Option<(Sender, Arc<Pool>)>,
+    in_flight: Option<InFlight>,
 }
 
 impl BackendBody {
-    /// Streams `inner`, returning `sender` to `pool` at the end.
-    pub fn new(inner: Incoming, sender: Option<(Sender, Arc<Pool>)>) -> Self {
+    /// Streams `inner`, returning `sender` to `pool` at the end, and keeps
+    /// `in_flight` counted until then.
+    pub fn new(
+        inner: Incoming,
+        sender: Option<(Sender, Arc<Pool>)>,
+        in_flight: Option<InFlight>,
+    ) -> Self {
         Self {
             inner,
             give_back: sender,
+            in_flight,
         }
     }
 
     fn release(&mut self) {
+        self.in_flight = None;
         if let Some((s, pool)) = self.give_back.take() {
             pool.put(s);
         }

@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
+use tower_sticky::table::InFlight;
 use tower_sticky::{Decision, Outcome, PeerAddr, Reason};
 
 use super::body::{BackendBody, GatewayBody};
 use super::headers;
 use super::pool::{ConnectError, Pool, Sender};
 use crate::access_log;
-use crate::config::Persistence;
 use crate::gateway::Gateway;
 use crate::routes::Route;
 
@@ -112,7 +112,7 @@ async fn forward(
 ) -> Served {
     let upgrade = client_upgrade.is_some();
     let router = &route.router;
-    if matches!(route.config.persistence, Persistence::ClientAddr(_)) {
+    if router.needs_peer_addr() {
         // Only client-address affinity reads it; inserting allocates.
         parts.extensions.insert(PeerAddr(conn.peer));
     }
@@ -202,13 +202,26 @@ async fn forward(
                 };
             }
         };
-        if let Some(g) = guard {
-            g.finish(!resp.status().is_server_error());
+        let mut guard = guard;
+        if let Some(g) = guard.as_mut() {
+            // The result counts now; the request stays in flight until its
+            // response body has streamed to the client.
+            g.record(!resp.status().is_server_error());
         }
-        return respond(gw, route, decision, resp, sender, pool, client_upgrade);
+        return respond(
+            gw,
+            route,
+            decision,
+            resp,
+            sender,
+            pool,
+            client_upgrade,
+            guard,
+        );
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn respond(
     gw: &Gateway,
     route: &Route,
@@ -217,6 +230,7 @@ fn respond(
     sender: Sender,
     pool: Arc<Pool>,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    in_flight: Option<InFlight>,
 ) -> Served {
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     let name = pool.name().clone();
@@ -231,12 +245,13 @@ fn respond(
     let (mut parts, incoming) = resp.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, switching);
     route.router.tag_response(&decision, &mut parts.headers);
-    parts.extensions.insert(decision.outcome());
     let body = match body {
         // An upgraded connection is the tunnel's now, never pooled.
         None => GatewayBody::empty(),
         Some(()) if switching => GatewayBody::empty(),
-        Some(()) => GatewayBody::Backend(BackendBody::new(incoming, Some((sender, pool)))),
+        Some(()) => {
+            GatewayBody::Backend(BackendBody::new(incoming, Some((sender, pool)), in_flight))
+        }
     };
     Served {
         response: Response::from_parts(parts, body),

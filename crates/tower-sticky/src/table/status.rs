@@ -250,14 +250,16 @@ impl BackendStatus {
 
 /// An in-flight request on a backend: counted while alive, uncounted on drop.
 ///
-/// Report the result with [`InFlight::finish`] so passive health checking
-/// sees it; a guard dropped without a result (the request was cancelled)
-/// counts as neither success nor failure.
+/// Report the result with [`InFlight::record`] (keeping the request counted,
+/// e.g. while its response body streams) or [`InFlight::finish`], so passive
+/// health checking sees it; a guard dropped without a result (the request
+/// was cancelled) counts as neither success nor failure.
 #[derive(Debug)]
 pub struct InFlight {
     status: Arc<BackendStatus>,
     ejection: crate::Ejection,
     clock: crate::Clock,
+    recorded: bool,
 }
 
 impl InFlight {
@@ -272,13 +274,22 @@ impl InFlight {
             status,
             ejection,
             clock,
+            recorded: false,
         }
     }
 
-    /// Reports the request's result: `ok == false` for a service error or a
-    /// 5xx response.
-    pub fn finish(self, ok: bool) {
-        self.status.record(ok, self.clock.now_ms(), &self.ejection);
+    /// Reports the request's result (`ok == false` for a service error or a
+    /// 5xx response) and keeps it counted in flight until the guard drops.
+    /// Only the first report counts.
+    pub fn record(&mut self, ok: bool) {
+        if !std::mem::replace(&mut self.recorded, true) {
+            self.status.record(ok, self.clock.now_ms(), &self.ejection);
+        }
+    }
+
+    /// Reports the request's result and stops counting it in flight.
+    pub fn finish(mut self, ok: bool) {
+        self.record(ok);
     }
 
     /// The backend's status.
