@@ -267,6 +267,57 @@ impl Reply {
     }
 }
 
+/// An admin API exchange: `METHOD path` on `admin`, the body as text.
+pub async fn admin(admin: SocketAddr, method: &str, path: &str) -> (StatusCode, String) {
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", admin.to_string())
+        .body(TestBody::Full(Full::default()))
+        .unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(10), send(admin, req))
+        .await
+        .expect("the admin API answers within 10 s")
+        .unwrap();
+    (r.status, String::from_utf8_lossy(&r.body).into_owned())
+}
+
+/// `GET /backends` on the admin listener, as JSON.
+pub async fn admin_backends(admin_addr: SocketAddr) -> Vec<serde_json::Value> {
+    let (status, body) = admin(admin_addr, "GET", "/backends").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// The field `field` of backend `id` in `GET /backends`.
+pub async fn admin_field(admin_addr: SocketAddr, id: &str, field: &str) -> Option<String> {
+    admin_backends(admin_addr)
+        .await
+        .iter()
+        .find(|b| b["id"] == id)
+        .map(|b| match &b[field] {
+            serde_json::Value::String(s) => s.clone(),
+            v => v.to_string(),
+        })
+}
+
+/// Polls `check` every 20 ms until it holds, failing after `secs` seconds
+/// with `what` (never a fixed sleep: as fast as the system allows).
+pub async fn eventually<F, Fut>(secs: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "not within {secs} s: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Sends one request on a fresh connection.
 pub async fn send(addr: SocketAddr, req: Request<TestBody>) -> Result<Reply, String> {
     let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
