@@ -155,3 +155,118 @@ async fn active_health_checks_mark_a_backend_down_and_up_again() {
     // The moved session stays where it was re-pinned.
     assert_eq!(jar.get(gw.addr, "/").await.backend(), new_home);
 }
+
+/// Sends SIGHUP and waits for the gateway to log its `n`-th reload.
+async fn reload_and_wait(gw: &GatewayProcess, n: usize) {
+    gw.signal("-HUP");
+    eventually(10, &format!("reload number {n}"), || async {
+        gw.logs().matches("configuration reloaded").count() >= n
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_removed_by_reload_keeps_its_sessions_for_the_grace_then_is_purged() {
+    let bs = vec![
+        Backend::start("b1").await,
+        Backend::start("b2").await,
+        Backend::start("b3").await,
+    ];
+    let dir = scratch("grace");
+    let cfg = dir.join("gw.toml");
+    let adm = free_addr();
+    let (a1, a2, a3) = (addr_of(&bs[0]), addr_of(&bs[1]), addr_of(&bs[2]));
+    let write = |grace: &str, with_b3: bool| {
+        let mut backends = vec![("b1", a1.as_str(), 1), ("b2", a2.as_str(), 1)];
+        if with_b3 {
+            backends.push(("b3", a3.as_str(), 1));
+        }
+        let extra = format!("failover = \"redistribute\"\nremoval_grace = \"{grace}\"\n");
+        std::fs::write(&cfg, config_toml(adm, "", &extra, &backends)).unwrap();
+    };
+    write("1h", true);
+    let gw = GatewayProcess::start(&["--config", cfg.to_str().unwrap()], dir.join("gw.log")).await;
+
+    // A session on b3, and one on another backend.
+    let mut on_b3 = None;
+    let mut elsewhere = None;
+    for _ in 0..300 {
+        let mut j = Jar::new();
+        let home = j.get(gw.addr, "/").await.backend().to_string();
+        if home == "b3" && on_b3.is_none() {
+            on_b3 = Some(j);
+        } else if home != "b3" && elsewhere.is_none() {
+            elsewhere = Some((j, home));
+        }
+        if on_b3.is_some() && elsewhere.is_some() {
+            break;
+        }
+    }
+    let mut on_b3 = on_b3.expect("a session on b3 within 300 new sessions");
+    let (mut other, other_home) = elsewhere.unwrap();
+    let b3_cookie = on_b3.cookie.clone().unwrap();
+
+    // b3 leaves the file; the grace (1 h) keeps it for its sessions.
+    write("1h", false);
+    reload_and_wait(&gw, 1).await;
+    assert_eq!(
+        admin_field(adm, "b3", "state").await.as_deref(),
+        Some("removed")
+    );
+    let logged = gw.access().len();
+    for _ in 0..5 {
+        let r = on_b3.get(gw.addr, "/").await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(
+            r.backend(),
+            "b3",
+            "a removed backend serves its sessions during the grace"
+        );
+        assert!(r.set_cookie("sticky").is_none());
+    }
+    for _ in 0..30 {
+        let r = get(gw.addr, "/", None).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_ne!(r.backend(), "b3", "no new session on a removed backend");
+    }
+    assert_eq!(other.get(gw.addr, "/").await.backend(), other_home);
+    let lines = access_lines(&gw, logged + 36).await;
+    let during = &lines[logged..];
+    let to_b3: Vec<_> = during.iter().filter(|l| l["backend"] == "b3").collect();
+    assert_eq!(to_b3.len(), 5, "{during:?}");
+    assert!(to_b3.iter().all(|l| l["outcome"] == "pinned"), "{to_b3:?}");
+    assert_eq!(
+        during.iter().filter(|l| l["outcome"] == "new").count(),
+        30,
+        "{during:?}"
+    );
+
+    // The grace is shortened to 1 s: it counts from the removal (the first
+    // reload), so b3 is purged by the upkeep within about a second. Shortening
+    // it, rather than waiting out a short grace, keeps every assertion above
+    // independent of how fast this machine runs.
+    write("1s", false);
+    reload_and_wait(&gw, 2).await;
+    eventually(15, "b3 purged after its grace", || async {
+        !admin_backends(adm).await.iter().any(|b| b["id"] == "b3")
+    })
+    .await;
+    assert!(gw.logs().contains("removal grace over, backend dropped"));
+    let logged = gw.access().len();
+    let r = on_b3.get(gw.addr, "/").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_ne!(r.backend(), "b3");
+    let moved = r.set_cookie("sticky").expect("re-pinned with a new cookie");
+    assert_ne!(moved, b3_cookie);
+    let line = &access_lines(&gw, logged + 1).await[logged];
+    assert_eq!(line["outcome"], "repinned", "{line}");
+    assert_eq!(line["reason"], "backend_removed", "{line}");
+    let new_home = r.backend().to_string();
+    for _ in 0..10 {
+        assert_eq!(on_b3.get(gw.addr, "/").await.backend(), new_home);
+    }
+    // The staying backend's session was never touched.
+    let r = other.get(gw.addr, "/").await;
+    assert_eq!(r.backend(), other_home);
+    assert!(r.set_cookie("sticky").is_none());
+}
