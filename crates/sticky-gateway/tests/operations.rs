@@ -270,3 +270,62 @@ async fn a_backend_removed_by_reload_keeps_its_sessions_for_the_grace_then_is_pu
     assert_eq!(r.backend(), other_home);
     assert!(r.set_cookie("sticky").is_none());
 }
+
+/// A backend called `name` on 127.0.0.1 and, where this host has IPv6
+/// loopback, also on [::1] with the same port: `localhost` reaches it
+/// whichever address the resolver lists first.
+async fn dual_stack(name: &str) -> (Backend, Option<Backend>) {
+    let v4 = Backend::start(name).await;
+    let v6_addr: SocketAddr = format!("[::1]:{}", v4.addr.port()).parse().unwrap();
+    let v6 = match std::net::TcpListener::bind(v6_addr) {
+        Ok(l) => {
+            drop(l);
+            Some(Backend::start_on(name, v6_addr).await)
+        }
+        Err(_) => None,
+    };
+    (v4, v6)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backends_named_by_host_name_are_reachable_at_start_and_after_a_reload() {
+    let (b1, _b1_v6) = dual_stack("b1").await;
+    let (b2, _b2_v6) = dual_stack("b2").await;
+    let dir = scratch("resolve");
+    let cfg = dir.join("gw.toml");
+    let adm = free_addr();
+    let n1 = format!("localhost:{}", b1.addr.port());
+    let n2 = format!("localhost:{}", b2.addr.port());
+    // Re-resolution is hourly: whatever works here works without it.
+    let top = "resolve_interval = \"1h\"";
+    std::fs::write(&cfg, config_toml(adm, top, "", &[("b1", &n1, 1)])).unwrap();
+    let gw = GatewayProcess::start(&["--config", cfg.to_str().unwrap()], dir.join("gw.log")).await;
+
+    let r = get(gw.addr, "/", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", gw.logs());
+    assert_eq!(r.backend(), "b1");
+    assert_eq!(
+        admin_field(adm, "b1", "address").await.as_deref(),
+        Some(n1.as_str())
+    );
+
+    // A backend added by reload under a host name is reachable at once, not
+    // only after the next periodic resolution.
+    std::fs::write(
+        &cfg,
+        config_toml(adm, top, "", &[("b1", &n1, 1), ("b2", &n2, 1)]),
+    )
+    .unwrap();
+    reload_and_wait(&gw, 1).await;
+    let (status, body) = admin(adm, "POST", "/backends/b1/drain").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for _ in 0..10 {
+        let r = get(gw.addr, "/", None).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", gw.logs());
+        assert_eq!(r.backend(), "b2");
+    }
+    assert_eq!(
+        admin_field(adm, "b2", "failures").await.as_deref(),
+        Some("0")
+    );
+}
