@@ -329,3 +329,83 @@ async fn backends_named_by_host_name_are_reachable_at_start_and_after_a_reload()
         Some("0")
     );
 }
+
+/// The value of the one sample of `name` whose labels include every one of
+/// `labels` (`key="value"` pairs), from Prometheus text.
+fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
+    let found: Vec<f64> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter(|l| labels.iter().all(|kv| l.contains(kv)))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(found.len(), 1, "one {name} {labels:?} sample in:\n{text}");
+    found[0]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_the_outcomes_and_every_request_served() {
+    let bs = vec![Backend::start("b1").await, Backend::start("b2").await];
+    let dir = scratch("metrics");
+    let cfg = dir.join("gw.toml");
+    let adm = free_addr();
+    let (a1, a2) = (addr_of(&bs[0]), addr_of(&bs[1]));
+    std::fs::write(
+        &cfg,
+        config_toml(adm, "", "", &[("b1", &a1, 1), ("b2", &a2, 1)]),
+    )
+    .unwrap();
+    let gw = GatewayProcess::start(&["--config", cfg.to_str().unwrap()], dir.join("gw.log")).await;
+
+    // 1 new session then 14 pinned requests on it, and 5 more new sessions.
+    let mut jar = Jar::new();
+    for _ in 0..15 {
+        assert_eq!(jar.get(gw.addr, "/").await.status, StatusCode::OK);
+    }
+    for _ in 0..5 {
+        assert_eq!(get(gw.addr, "/", None).await.status, StatusCode::OK);
+    }
+    let (status, text) = admin(adm, "GET", "/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    let route = "route=\"app\"";
+    assert_eq!(
+        metric(
+            &text,
+            "sticky_outcomes_total",
+            &[route, "outcome=\"pinned\""]
+        ),
+        14.0
+    );
+    assert_eq!(
+        metric(&text, "sticky_outcomes_total", &[route, "outcome=\"new\""]),
+        6.0
+    );
+    assert_eq!(
+        metric(&text, "sticky_request_duration_seconds_count", &[]),
+        20.0,
+        "one latency sample per request served"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "sticky_request_duration_seconds_bucket",
+            &["le=\"+Inf\""]
+        ),
+        20.0
+    );
+    let per_backend: f64 = ["b1", "b2"]
+        .iter()
+        .map(|b| {
+            metric(
+                &text,
+                "sticky_requests_total",
+                &[route, &format!("backend=\"{b}\"")],
+            )
+        })
+        .sum();
+    assert_eq!(per_backend, 20.0, "{text}");
+}
