@@ -409,3 +409,85 @@ async fn metrics_count_the_outcomes_and_every_request_served() {
         .sum();
     assert_eq!(per_backend, 20.0, "{text}");
 }
+
+/// Backends of `n` new sessions (no cookie, one fresh connection each).
+async fn place(gw: &GatewayProcess, n: usize) -> std::collections::HashMap<String, usize> {
+    let mut counts = std::collections::HashMap::new();
+    for _ in 0..n {
+        let r = get(gw.addr, "/", None).await;
+        assert_eq!(r.status, StatusCode::OK);
+        *counts.entry(r.backend().to_string()).or_default() += 1;
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_placement_follows_the_configured_weights() {
+    let bs = vec![Backend::start("light").await, Backend::start("heavy").await];
+    let dir = scratch("weighted");
+    let cfg = dir.join("gw.toml");
+    let (a1, a2) = (addr_of(&bs[0]), addr_of(&bs[1]));
+    std::fs::write(
+        &cfg,
+        config_toml(
+            free_addr(),
+            "",
+            "placement = \"weighted\"\n",
+            &[("light", &a1, 1), ("heavy", &a2, 3)],
+        ),
+    )
+    .unwrap();
+    let gw = GatewayProcess::start(&["--config", cfg.to_str().unwrap()], dir.join("gw.log")).await;
+    let counts = place(&gw, 400).await;
+    let light = counts.get("light").copied().unwrap_or(0);
+    // Expected 100 of 400 (sd 8.7); equal shares would give 200. The bounds
+    // are 5.7 sd away: a flake is about one run in 10^8.
+    assert!(
+        (50..=150).contains(&light),
+        "weights 1:3 gave {counts:?} of 400 new sessions"
+    );
+    assert_eq!(counts.values().sum::<usize>(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_added_by_reload_starts_slowly() {
+    let bs = vec![
+        Backend::start("b1").await,
+        Backend::start("b2").await,
+        Backend::start("b3").await,
+    ];
+    let dir = scratch("slowstart");
+    let cfg = dir.join("gw.toml");
+    let (a1, a2, a3) = (addr_of(&bs[0]), addr_of(&bs[1]), addr_of(&bs[2]));
+    let write = |route: &str, with_b3: bool| {
+        let mut backends = vec![("b1", a1.as_str(), 1), ("b2", a2.as_str(), 1)];
+        if with_b3 {
+            backends.push(("b3", a3.as_str(), 1));
+        }
+        std::fs::write(&cfg, config_toml(free_addr(), "", route, &backends)).unwrap();
+    };
+    // A window far longer than the test: the ramp stays at its floor (10 %)
+    // throughout, so nothing depends on timing.
+    write("slow_start = \"1h\"\n", false);
+    let gw = GatewayProcess::start(&["--config", cfg.to_str().unwrap()], dir.join("gw.log")).await;
+    // The backends the gateway starts with are not slow-started.
+    let start = place(&gw, 200).await;
+    for b in ["b1", "b2"] {
+        let n = start.get(b).copied().unwrap_or(0);
+        assert!((50..=150).contains(&n), "{start:?}");
+    }
+
+    write("slow_start = \"1h\"\n", true);
+    reload_and_wait(&gw, 1).await;
+    let young = place(&gw, 300).await;
+    let b3 = young.get("b3").copied().unwrap_or(0);
+    // A fair share would be 100 of 300 (sd 8.2).
+    assert!(b3 < 50, "a backend in slow start got {young:?}");
+
+    // Without slow start the same backend takes its full share at once.
+    write("", true);
+    reload_and_wait(&gw, 2).await;
+    let grown = place(&gw, 300).await;
+    let b3 = grown.get("b3").copied().unwrap_or(0);
+    assert!((50..=150).contains(&b3), "{grown:?}");
+}
