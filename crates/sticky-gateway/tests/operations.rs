@@ -40,7 +40,7 @@ async fn access_lines(gw: &GatewayProcess, n: usize) -> Vec<serde_json::Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn active_health_checks_mark_a_backend_down_and_up_again() {
-    let bs = vec![
+    let bs = [
         Backend::start("b1").await,
         Backend::start("b2").await,
         Backend::start("b3").await,
@@ -167,7 +167,7 @@ async fn reload_and_wait(gw: &GatewayProcess, n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_removed_by_reload_keeps_its_sessions_for_the_grace_then_is_purged() {
-    let bs = vec![
+    let bs = [
         Backend::start("b1").await,
         Backend::start("b2").await,
         Backend::start("b3").await,
@@ -349,7 +349,7 @@ fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_the_outcomes_and_every_request_served() {
-    let bs = vec![Backend::start("b1").await, Backend::start("b2").await];
+    let bs = [Backend::start("b1").await, Backend::start("b2").await];
     let dir = scratch("metrics");
     let cfg = dir.join("gw.toml");
     let adm = free_addr();
@@ -423,7 +423,7 @@ async fn place(gw: &GatewayProcess, n: usize) -> std::collections::HashMap<Strin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weighted_placement_follows_the_configured_weights() {
-    let bs = vec![Backend::start("light").await, Backend::start("heavy").await];
+    let bs = [Backend::start("light").await, Backend::start("heavy").await];
     let dir = scratch("weighted");
     let cfg = dir.join("gw.toml");
     let (a1, a2) = (addr_of(&bs[0]), addr_of(&bs[1]));
@@ -451,7 +451,7 @@ async fn weighted_placement_follows_the_configured_weights() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_added_by_reload_starts_slowly() {
-    let bs = vec![
+    let bs = [
         Backend::start("b1").await,
         Backend::start("b2").await,
         Backend::start("b3").await,
