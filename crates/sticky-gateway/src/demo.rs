@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
@@ -20,6 +20,9 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
+
+use crate::config::{BackendConfig, GatewayConfig, HealthCheck, RouteConfig};
+use crate::run::{self, Running};
 
 #[derive(Default)]
 struct Session {
@@ -30,6 +33,7 @@ struct Session {
 /// One replica of the demo app.
 pub struct DemoApp {
     name: String,
+    dashboard: OnceLock<String>,
     sessions: Mutex<HashMap<String, Session>>,
     next: AtomicU64,
     served: AtomicU64,
@@ -40,6 +44,7 @@ impl DemoApp {
     pub fn new(name: impl Into<String>) -> Arc<Self> {
         Arc::new(Self {
             name: name.into(),
+            dashboard: OnceLock::new(),
             sessions: Mutex::default(),
             next: AtomicU64::new(1),
             served: AtomicU64::new(0),
@@ -108,6 +113,18 @@ impl DemoApp {
         }
     }
 
+    /// Makes the page link to the dashboard at `admin` (set once; until
+    /// then, and by default, 127.0.0.1:9900).
+    pub fn link_dashboard(&self, admin: SocketAddr) {
+        let _ = self.dashboard.set(format!("http://{admin}/"));
+    }
+
+    fn dashboard(&self) -> &str {
+        self.dashboard
+            .get()
+            .map_or("http://127.0.0.1:9900/", String::as_str)
+    }
+
     fn page(&self, sid: Option<&str>) -> Response<Full<Bytes>> {
         let s = self.sessions.lock().unwrap();
         let sess = sid.and_then(|id| s.get(id));
@@ -151,8 +168,9 @@ impl DemoApp {
              border-radius:.3em;background:#1d4ed8;color:#fff}}.lost{{color:#b91c1c}}.ok{{color:#15803d}}</style></head>\
              <body><p>Served by <span class=badge>{name}</span> (request {n} on this replica)</p>{body}\
              <p><small>Reload the page: the gateway's <code>sticky</code> cookie keeps you on {name}. \
-             Drain or activate replicas on the <a href='http://127.0.0.1:9900/'>dashboard</a>.</small></p></body></html>",
+             Drain or activate replicas on the <a href='{dashboard}'>dashboard</a>.</small></p></body></html>",
             name = esc(&self.name),
+            dashboard = esc(self.dashboard()),
         );
         let mut r = Response::new(Full::new(Bytes::from(html)));
         r.headers_mut().insert(
@@ -240,12 +258,69 @@ pub async fn serve_app(listener: TcpListener, app: Arc<DemoApp>) {
 
 /// Starts `n` demo replicas on loopback ports; returns their names and addresses.
 pub async fn start_replicas(n: usize) -> std::io::Result<Vec<(String, SocketAddr)>> {
+    Ok(start_apps(n)
+        .await?
+        .into_iter()
+        .map(|(name, addr, _)| (name, addr))
+        .collect())
+}
+
+async fn start_apps(n: usize) -> std::io::Result<Vec<(String, SocketAddr, Arc<DemoApp>)>> {
     let mut out = Vec::with_capacity(n);
     for i in 1..=n {
         let name = format!("replica-{i}");
         let listener = TcpListener::bind("127.0.0.1:0").await?;
-        out.push((name.clone(), listener.local_addr()?));
-        tokio::spawn(serve_app(listener, DemoApp::new(name)));
+        let app = DemoApp::new(name.clone());
+        out.push((name, listener.local_addr()?, app.clone()));
+        tokio::spawn(serve_app(listener, app));
     }
     Ok(out)
+}
+
+/// A started demo: the replicas and the gateway in front of them.
+#[derive(Debug)]
+pub struct Demo {
+    /// The replicas' names and addresses.
+    pub replicas: Vec<(String, SocketAddr)>,
+    /// The gateway (its `addr` and `admin_addr` are where it listens).
+    pub running: Running,
+}
+
+/// Starts the demo: three replicas, and a gateway on `listen` with its admin
+/// listener on `admin` (`sticky-gateway demo` uses 127.0.0.1:8080 and
+/// 127.0.0.1:9900; port 0 picks a free port). The replicas are health
+/// checked on `/healthz` every 2 s.
+pub async fn start(listen: SocketAddr, admin: SocketAddr) -> std::io::Result<Demo> {
+    let apps = start_apps(3).await?;
+    let backends = apps
+        .iter()
+        .map(|(name, addr, _)| BackendConfig {
+            name: name.clone(),
+            address: addr.to_string(),
+            weight: 1,
+        })
+        .collect();
+    let mut route = RouteConfig::catch_all(backends);
+    route.name = "demo".into();
+    route.health_check = Some(HealthCheck {
+        path: "/healthz".into(),
+        interval: std::time::Duration::from_secs(2),
+        timeout: std::time::Duration::from_secs(1),
+        healthy_threshold: 1,
+        unhealthy_threshold: 2,
+    });
+    let mut config = GatewayConfig::new(listen, vec![route]);
+    config.admin = Some(admin);
+    let keys = tower_sticky::token::KeyRing::generate();
+    let running = run::start(config, keys, None).await?;
+    if let Some(a) = running.admin_addr {
+        for (_, _, app) in &apps {
+            app.link_dashboard(a);
+        }
+    }
+    let replicas = apps
+        .into_iter()
+        .map(|(name, addr, _)| (name, addr))
+        .collect();
+    Ok(Demo { replicas, running })
 }

@@ -84,14 +84,27 @@ impl Gateway {
     }
 
     /// Replaces the routes with those of `config`; backends that stay keep
-    /// their state and every session.
+    /// their state and every session. Backends new under a host name have
+    /// no address until resolved: [`crate::reload::reload`] resolves them
+    /// between [`Gateway::build_routes`] and [`Gateway::install`].
     pub fn apply(&self, config: GatewayConfig, keys: &KeyRing) -> Result<(), String> {
+        let routes = self.build_routes(&config, keys)?;
+        self.install(routes, config, keys);
+        Ok(())
+    }
+
+    /// The routes of `config`, carrying over the state of backends that stay
+    /// in the routes now, without installing them.
+    pub fn build_routes(&self, config: &GatewayConfig, keys: &KeyRing) -> Result<RouteSet, String> {
         let prev = self.routes.load_full();
-        let routes = RouteSet::build(&config, keys, self.pool, Some(&prev), self.now_ms())?;
+        RouteSet::build(config, keys, self.pool, Some(&prev), self.now_ms())
+    }
+
+    /// Installs routes built by [`Gateway::build_routes`] for `config`.
+    pub fn install(&self, routes: RouteSet, config: GatewayConfig, keys: &KeyRing) {
         self.routes.store(Arc::new(routes));
         self.config.store(Arc::new(config));
         *self.keys.lock().unwrap() = keys.clone();
-        Ok(())
     }
 
     /// The key ring in use.

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use sticky_gateway::cli::{Action, Cli, CliError, DemoArgs};
-use sticky_gateway::config::{BackendConfig, GatewayConfig, HealthCheck, RouteConfig};
+use sticky_gateway::config::GatewayConfig;
 use sticky_gateway::{access_log, demo, keyfile, run};
 
 fn main() -> ExitCode {
@@ -81,37 +81,10 @@ fn run_demo(d: DemoArgs) -> ExitCode {
         }
     };
     rt.block_on(async move {
-        let replicas = match demo::start_replicas(3).await {
-            Ok(r) => r,
+        let demo::Demo { replicas, running } = match demo::start(d.listen, d.admin).await {
+            Ok(d) => d,
             Err(e) => {
-                eprintln!("sticky-gateway: cannot start the demo backends: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let backends = replicas
-            .iter()
-            .map(|(name, addr)| BackendConfig {
-                name: name.clone(),
-                address: addr.to_string(),
-                weight: 1,
-            })
-            .collect();
-        let mut route = RouteConfig::catch_all(backends);
-        route.name = "demo".into();
-        route.health_check = Some(HealthCheck {
-            path: "/healthz".into(),
-            interval: std::time::Duration::from_secs(2),
-            timeout: std::time::Duration::from_secs(1),
-            healthy_threshold: 1,
-            unhealthy_threshold: 2,
-        });
-        let mut config = GatewayConfig::new(d.listen, vec![route]);
-        config.admin = Some(d.admin);
-        let keys = tower_sticky::token::KeyRing::generate();
-        let running = match run::start(config, keys, None).await {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("sticky-gateway: cannot start: {e}");
+                eprintln!("sticky-gateway: cannot start the demo: {e}");
                 return ExitCode::FAILURE;
             }
         };

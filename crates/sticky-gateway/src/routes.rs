@@ -109,6 +109,13 @@ impl RouteSet {
 /// A route's table: backends of `rc`, keeping the status of those already in
 /// `prev`; backends no longer configured stay as removed for the route's
 /// removal grace (then are purged), or go at once without one.
+///
+/// Slow start counts from `now_ms` for backends new in a rebuild (`prev`
+/// given). A table built afresh (the gateway starting, a new route) has no
+/// load for newcomers to relieve: its backends start fully ramped, as HAProxy
+/// skips `slowstart` at startup. Were they slow-started too, every backend
+/// would ramp together and one added by a reload within the window would get
+/// the same share as the others.
 pub fn build_table(
     rc: &RouteConfig,
     prev: Option<&Table>,
@@ -119,6 +126,8 @@ pub fn build_table(
         Some(p) => p.sharing_load(),
         None => Table::new(),
     };
+    // Epoch 0: older than any slow-start window.
+    let added_ms = if prev.is_some() { now_ms } else { 0 };
     for b in &rc.backends {
         let old = prev.and_then(|p| p.get_by_id(b.name.stable_id()));
         let reuse = old.filter(|o| o.value().address() == b.address);
@@ -131,7 +140,7 @@ pub fn build_table(
             Some(o) if o.status().state(now_ms) != tower_sticky::BackendState::Removed => {
                 t.insert_with_status(b.name.clone(), value, o.status().clone())
             }
-            _ => t.insert(b.name.clone(), value, now_ms),
+            _ => t.insert(b.name.clone(), value, added_ms),
         }
         .map_err(|e| format!("backend {:?}: {e}", b.name))?;
         if let Some(entry) = t.get(slot) {
@@ -248,6 +257,25 @@ mod tests {
         assert_eq!(
             t3.get_by_id("a".stable_id()).unwrap().status().state(3000),
             tower_sticky::BackendState::Removed
+        );
+    }
+
+    #[test]
+    fn only_backends_added_by_a_rebuild_are_slow_started() {
+        let mut rc =
+            RouteConfig::catch_all(backends(&[("a", "127.0.0.1:1"), ("b", "127.0.0.1:2")]));
+        let t1 = build_table(&rc, None, settings(), 1_000_000).unwrap();
+        for b in t1.iter() {
+            assert_eq!(b.status().added_ms(), 0, "at start: fully ramped");
+        }
+        rc.backends = backends(&[("a", "127.0.0.1:1"), ("c", "127.0.0.1:3")]);
+        let t2 = build_table(&rc, Some(&t1), settings(), 2_000_000).unwrap();
+        let added = |t: &Table, n: &str| t.get_by_id(n.stable_id()).unwrap().status().added_ms();
+        assert_eq!(added(&t2, "a"), 0, "a staying backend keeps its age");
+        assert_eq!(
+            added(&t2, "c"),
+            2_000_000,
+            "a new one ramps from the reload"
         );
     }
 

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -80,11 +80,15 @@ impl Body for TestBody {
 /// A named backend on 127.0.0.1:0. Answers with its name, counts every
 /// `x-request-id` it sees, streams uploads and downloads, echoes upgraded
 /// connections, and can be stopped (all its connections dropped).
+/// `GET /healthz` answers 200 while `healthy` is set, 503 otherwise, and
+/// counts the answers in `probes` (passed, failed; not in `requests`).
 pub struct Backend {
     pub name: String,
     pub addr: SocketAddr,
     pub ids: Arc<Mutex<HashMap<String, u32>>>,
     pub requests: Arc<AtomicU64>,
+    pub healthy: Arc<AtomicBool>,
+    pub probes: Arc<[AtomicU64; 2]>,
     stop: watch::Sender<bool>,
 }
 
@@ -98,8 +102,11 @@ impl Backend {
         let addr = listener.local_addr().unwrap();
         let ids: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
         let requests = Arc::new(AtomicU64::new(0));
+        let healthy = Arc::new(AtomicBool::new(true));
+        let probes: Arc<[AtomicU64; 2]> = Arc::default();
         let (stop, stop_rx) = watch::channel(false);
         let (n, i, r) = (name.to_string(), ids.clone(), requests.clone());
+        let (h, p) = (healthy.clone(), probes.clone());
         tokio::spawn(async move {
             let mut stop_accept = stop_rx.clone();
             loop {
@@ -108,9 +115,13 @@ impl Backend {
                     a = listener.accept() => match a { Ok(x) => x, Err(_) => continue },
                 };
                 let (n, i, r) = (n.clone(), i.clone(), r.clone());
+                let (h, p) = (h.clone(), p.clone());
                 let mut stop_conn = stop_rx.clone();
                 tokio::spawn(async move {
-                    let svc = service_fn(move |req| handle(n.clone(), i.clone(), r.clone(), req));
+                    let svc = service_fn(move |req| {
+                        let health = (h.clone(), p.clone());
+                        handle(n.clone(), i.clone(), r.clone(), health, req)
+                    });
                     let conn = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)
                         .with_upgrades();
@@ -126,8 +137,25 @@ impl Backend {
             addr,
             ids,
             requests,
+            healthy,
+            probes,
             stop,
         }
+    }
+
+    /// Makes `GET /healthz` answer 200 (true) or 503 (false).
+    pub fn set_healthy(&self, healthy: bool) {
+        self.healthy.store(healthy, Ordering::Relaxed);
+    }
+
+    /// Health probes answered 200 so far.
+    pub fn probes_passed(&self) -> u64 {
+        self.probes[0].load(Ordering::Relaxed)
+    }
+
+    /// Health probes answered 503 so far.
+    pub fn probes_failed(&self) -> u64 {
+        self.probes[1].load(Ordering::Relaxed)
     }
 
     /// Stops listening and drops every connection, like a crashed process.
@@ -150,8 +178,19 @@ async fn handle(
     name: String,
     ids: Arc<Mutex<HashMap<String, u32>>>,
     requests: Arc<AtomicU64>,
+    (healthy, probes): (Arc<AtomicBool>, Arc<[AtomicU64; 2]>),
     mut req: Request<Incoming>,
 ) -> Result<Response<TestBody>, Infallible> {
+    if req.uri().path() == "/healthz" {
+        let mut r = Response::new(TestBody::Full(Full::new(Bytes::from_static(b"ok"))));
+        if healthy.load(Ordering::Relaxed) {
+            probes[0].fetch_add(1, Ordering::Relaxed);
+        } else {
+            probes[1].fetch_add(1, Ordering::Relaxed);
+            *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        }
+        return Ok(r);
+    }
     requests.fetch_add(1, Ordering::Relaxed);
     if let Some(id) = req
         .headers()
@@ -267,6 +306,57 @@ impl Reply {
     }
 }
 
+/// An admin API exchange: `METHOD path` on `admin`, the body as text.
+pub async fn admin(admin: SocketAddr, method: &str, path: &str) -> (StatusCode, String) {
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", admin.to_string())
+        .body(TestBody::Full(Full::default()))
+        .unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(10), send(admin, req))
+        .await
+        .expect("the admin API answers within 10 s")
+        .unwrap();
+    (r.status, String::from_utf8_lossy(&r.body).into_owned())
+}
+
+/// `GET /backends` on the admin listener, as JSON.
+pub async fn admin_backends(admin_addr: SocketAddr) -> Vec<serde_json::Value> {
+    let (status, body) = admin(admin_addr, "GET", "/backends").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// The field `field` of backend `id` in `GET /backends`.
+pub async fn admin_field(admin_addr: SocketAddr, id: &str, field: &str) -> Option<String> {
+    admin_backends(admin_addr)
+        .await
+        .iter()
+        .find(|b| b["id"] == id)
+        .map(|b| match &b[field] {
+            serde_json::Value::String(s) => s.clone(),
+            v => v.to_string(),
+        })
+}
+
+/// Polls `check` every 20 ms until it holds, failing after `secs` seconds
+/// with `what` (never a fixed sleep: as fast as the system allows).
+pub async fn eventually<F, Fut>(secs: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "not within {secs} s: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Sends one request on a fresh connection.
 pub async fn send(addr: SocketAddr, req: Request<TestBody>) -> Result<Reply, String> {
     let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
@@ -369,6 +459,16 @@ impl GatewayProcess {
 
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Access-log lines as JSON objects (client, path, status, backend,
+    /// outcome, reason, ...).
+    pub fn access(&self) -> Vec<serde_json::Value> {
+        self.logs()
+            .lines()
+            .filter(|l| l.contains("\"target\":\"access\""))
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     /// Access-log lines (JSON objects) with `outcome`.
