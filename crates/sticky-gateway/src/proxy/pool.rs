@@ -154,14 +154,25 @@ impl Pool {
         self.idle.lock().unwrap().clear();
     }
 
+    /// Dials the backend: each resolved address in turn (a name that
+    /// resolves to `::1` and `127.0.0.1` reaches a backend listening on
+    /// either), the first that answers wins.
     async fn connect(&self) -> Result<TcpStream, ConnectError> {
-        let addr = self.target().ok_or(ConnectError::Unresolved)?;
-        let stream = tokio::time::timeout(self.settings.connect_timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|_| ConnectError::Timeout)?
-            .map_err(ConnectError::Io)?;
-        let _ = stream.set_nodelay(true);
-        Ok(stream)
+        let addrs: Vec<SocketAddr> = self.resolved.lock().unwrap().clone();
+        let mut last = ConnectError::Unresolved;
+        for addr in addrs {
+            match tokio::time::timeout(self.settings.connect_timeout, TcpStream::connect(addr))
+                .await
+            {
+                Ok(Ok(stream)) => {
+                    let _ = stream.set_nodelay(true);
+                    return Ok(stream);
+                }
+                Ok(Err(e)) => last = ConnectError::Io(e),
+                Err(_) => last = ConnectError::Timeout,
+            }
+        }
+        Err(last)
     }
 
     /// Opens a new pooled-kind connection and spawns its driver.
@@ -188,5 +199,37 @@ impl Pool {
             let _ = conn.with_upgrades().await;
         });
         Ok(sender)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn dials_every_resolved_address_in_turn() {
+        let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let live_addr = live.local_addr().unwrap();
+        let closed_addr = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let pool = Pool::new(
+            "b",
+            "backend.test:80",
+            PoolSettings {
+                connect_timeout: Duration::from_secs(2),
+                max_idle: 4,
+            },
+        );
+        assert!(matches!(
+            pool.connect().await,
+            Err(ConnectError::Unresolved)
+        ));
+        *pool.resolved.lock().unwrap() = vec![closed_addr, live_addr];
+        let stream = pool.connect().await.expect("the second address answers");
+        assert_eq!(stream.peer_addr().unwrap(), live_addr);
+        *pool.resolved.lock().unwrap() = vec![closed_addr];
+        assert!(matches!(pool.connect().await, Err(ConnectError::Io(_))));
     }
 }
