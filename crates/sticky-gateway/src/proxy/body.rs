@@ -11,39 +11,38 @@ use hyper::body::Incoming;
 
 use tower_sticky::table::InFlight;
 
-use super::pool::{Conn, Pool};
+use super::pool::{Pool, Sender};
 
-/// A backend's response body. Polling it drives the backend connection it
-/// arrives on; when it has been read to the end, that connection goes back
-/// to its pool; a body dropped half-read takes its connection with it (its
-/// framing is unknown). The request counts as in flight on its backend until
-/// the body ends or is dropped.
+/// A backend's response body. When it has been read to the end, the
+/// connection it came on goes back to its pool; a body dropped half-read
+/// takes its connection with it (its framing is unknown). The request counts
+/// as in flight on its backend until the body ends or is dropped.
 #[derive(Debug)]
 pub struct BackendBody {
     inner: Incoming,
-    conn: Option<(Conn, Arc<Pool>)>,
+    give_back: Option<(Sender, Arc<Pool>)>,
     in_flight: Option<InFlight>,
 }
 
 impl BackendBody {
-    /// Streams `inner` from `conn`, returning the connection to its pool at
-    /// the end, and keeps `in_flight` counted until then.
+    /// Streams `inner`, returning `sender` to `pool` at the end, and keeps
+    /// `in_flight` counted until then.
     pub fn new(
         inner: Incoming,
-        conn: Option<(Conn, Arc<Pool>)>,
+        sender: Option<(Sender, Arc<Pool>)>,
         in_flight: Option<InFlight>,
     ) -> Self {
         Self {
             inner,
-            conn,
+            give_back: sender,
             in_flight,
         }
     }
 
     fn release(&mut self) {
         self.in_flight = None;
-        if let Some((c, pool)) = self.conn.take() {
-            pool.put(c);
+        if let Some((s, pool)) = self.give_back.take() {
+            pool.put(s);
         }
     }
 }
@@ -64,14 +63,11 @@ impl Body for BackendBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        if let Some((c, _)) = self.conn.as_mut() {
-            c.drive(cx);
-        }
         let r = ready!(Pin::new(&mut self.inner).poll_frame(cx));
         match &r {
             None => self.release(),
             Some(Ok(_)) if self.inner.is_end_stream() => self.release(),
-            Some(Err(_)) => self.conn = None,
+            Some(Err(_)) => self.give_back = None,
             _ => {}
         }
         Poll::Ready(r)

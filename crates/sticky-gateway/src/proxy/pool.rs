@@ -2,25 +2,14 @@
 //! and the dialler that opens new ones.
 //!
 //! Lean on purpose (the proxy's cost per request is decided here): a
-//! `Mutex<Vec<Conn>>` held only for a push or a pop, never across an await;
-//! a connection goes back to the pool when its response body ends (see
-//! [`BackendBody`](super::body::BackendBody)), and the idle set is large
+//! `Mutex<Vec<SendRequest>>` held only for a push or a pop, never across an
+//! await; a connection goes back to the pool when its response body ends
+//! (see [`BackendBody`](super::body::BackendBody)), and the idle set is large
 //! enough to cover peak concurrency (an idle pool smaller than the number of
 //! concurrent requests makes every request beyond it dial).
-//!
-//! A pooled connection has no task of its own: the client connection's task
-//! drives its I/O while it sends a request and streams the response back
-//! ([`Conn::drive`]). hyper's usual shape, a spawned task per backend
-//! connection fed through a channel, costs two cross-task wake-ups per
-//! request; here the backend socket wakes the task that needs the answer.
-//! Upgradable connections (WebSocket) keep a spawned driver, because their
-//! I/O outlives the request.
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -28,67 +17,8 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-/// The sender half of a backend connection.
+/// The sender half of a pooled backend connection.
 pub type Sender = SendRequest<Incoming>;
-
-type Driver = http1::Connection<TokioIo<TcpStream>, Incoming>;
-
-/// A backend connection: its sender, and its I/O driver unless a spawned
-/// task drives it.
-#[derive(Debug)]
-pub struct Conn {
-    sender: Sender,
-    driver: Option<Driver>,
-    ended: bool,
-}
-
-impl Conn {
-    /// Drives the connection's I/O (reads, writes, the response body) for
-    /// `cx`'s task. False once the connection has ended.
-    pub fn drive(&mut self, cx: &mut Context<'_>) -> bool {
-        if let Some(d) = self.driver.as_mut() {
-            if Pin::new(d).poll(cx).is_ready() {
-                self.driver = None;
-                self.ended = true;
-            }
-        }
-        !self.ended
-    }
-
-    /// Waits until the connection can take a request; false if it ended
-    /// (closed by the backend while idle, say).
-    pub async fn ready(&mut self) -> bool {
-        std::future::poll_fn(|cx| {
-            let alive = self.drive(cx);
-            match self.sender.poll_ready(cx) {
-                Poll::Ready(r) => Poll::Ready(r.is_ok()),
-                Poll::Pending if !alive => Poll::Ready(false),
-                Poll::Pending => Poll::Pending,
-            }
-        })
-        .await
-    }
-
-    /// Sends a request and waits for the response head, driving the
-    /// connection meanwhile. A request that was not written comes back in
-    /// the error, to be sent elsewhere.
-    pub async fn send(
-        &mut self,
-        req: http::Request<Incoming>,
-    ) -> Result<http::Response<Incoming>, hyper::client::conn::TrySendError<http::Request<Incoming>>>
-    {
-        let mut response = std::pin::pin!(self.sender.try_send_request(req));
-        std::future::poll_fn(|cx| {
-            self.drive(cx);
-            response.as_mut().poll(cx)
-        })
-        .await
-    }
-
-    fn is_reusable(&self) -> bool {
-        !self.ended && !self.sender.is_closed()
-    }
-}
 
 /// Why a new backend connection could not be opened. Nothing was sent.
 #[derive(Debug)]
@@ -129,7 +59,7 @@ pub struct Pool {
     name: Arc<str>,
     address: String,
     resolved: Mutex<Vec<SocketAddr>>,
-    idle: Mutex<Vec<Conn>>,
+    idle: Mutex<Vec<Sender>>,
     settings: PoolSettings,
 }
 
@@ -193,24 +123,24 @@ impl Pool {
     }
 
     /// Takes an idle connection that is still open, if any.
-    pub fn take(&self) -> Option<Conn> {
+    pub fn take(&self) -> Option<Sender> {
         let mut idle = self.idle.lock().unwrap();
-        while let Some(c) = idle.pop() {
-            if c.is_reusable() {
-                return Some(c);
+        while let Some(s) = idle.pop() {
+            if !s.is_closed() {
+                return Some(s);
             }
         }
         None
     }
 
     /// Returns a connection whose exchange completed.
-    pub fn put(&self, conn: Conn) {
-        if !conn.is_reusable() || conn.driver.is_none() {
+    pub fn put(&self, sender: Sender) {
+        if sender.is_closed() {
             return;
         }
         let mut idle = self.idle.lock().unwrap();
         if idle.len() < self.settings.max_idle {
-            idle.push(conn);
+            idle.push(sender);
         }
     }
 
@@ -245,23 +175,21 @@ impl Pool {
         Err(last)
     }
 
-    /// Opens a new poolable connection, driven by its users.
-    pub async fn dial(&self) -> Result<Conn, ConnectError> {
+    /// Opens a new pooled-kind connection and spawns its driver.
+    pub async fn dial(&self) -> Result<Sender, ConnectError> {
         let stream = self.connect().await?;
-        let (sender, driver) = http1::Builder::new()
+        let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
             .map_err(ConnectError::Handshake)?;
-        Ok(Conn {
-            sender,
-            driver: Some(driver),
-            ended: false,
-        })
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(sender)
     }
 
-    /// Opens a connection that may be upgraded (WebSocket), driven by a
-    /// task of its own because its I/O outlives the request; never pooled.
-    pub async fn dial_upgradable(&self) -> Result<Conn, ConnectError> {
+    /// Opens a connection that may be upgraded (WebSocket); never pooled.
+    pub async fn dial_upgradable(&self) -> Result<Sender, ConnectError> {
         let stream = self.connect().await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
@@ -270,11 +198,7 @@ impl Pool {
         tokio::spawn(async move {
             let _ = conn.with_upgrades().await;
         });
-        Ok(Conn {
-            sender,
-            driver: None,
-            ended: false,
-        })
+        Ok(sender)
     }
 }
 

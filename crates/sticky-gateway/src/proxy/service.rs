@@ -13,7 +13,7 @@ use tower_sticky::{Decision, Outcome, PeerAddr, Reason};
 
 use super::body::{BackendBody, GatewayBody};
 use super::headers;
-use super::pool::{Conn, ConnectError, Pool};
+use super::pool::{ConnectError, Pool, Sender};
 use crate::access_log;
 use crate::gateway::Gateway;
 use crate::routes::Route;
@@ -90,13 +90,13 @@ pub async fn handle(
 }
 
 /// Why getting a connection failed, and whether anything could have been sent.
-async fn acquire(pool: &Pool, upgrade: bool) -> Result<Conn, ConnectError> {
+async fn acquire(pool: &Pool, upgrade: bool) -> Result<Sender, ConnectError> {
     if upgrade {
         return pool.dial_upgradable().await;
     }
-    while let Some(mut c) = pool.take() {
-        if c.ready().await {
-            return Ok(c);
+    while let Some(mut s) = pool.take() {
+        if s.is_ready() || s.ready().await.is_ok() {
+            return Ok(s);
         }
     }
     pool.dial().await
@@ -131,7 +131,7 @@ async fn forward(
                 router.begin(&table, &decision),
             )
         };
-        let mut backend_conn = match acquire(&pool, upgrade).await {
+        let mut sender = match acquire(&pool, upgrade).await {
             Ok(s) => s,
             Err(e) => {
                 // Nothing reached the backend: eject it at once and decide
@@ -164,8 +164,8 @@ async fn forward(
         router.prepare_request(&decision, &mut parts.headers);
         headers::prepare_request(&mut parts, &conn.forwarded_for, upgrade);
         let req = Request::from_parts(parts, body);
-        let sent: Result<Response<Incoming>, Option<hyper::Error>> = match backend_conn
-            .send(req)
+        let sent: Result<Response<Incoming>, Option<hyper::Error>> = match sender
+            .try_send_request(req)
             .await
         {
             Ok(resp) => Ok(resp),
@@ -174,8 +174,8 @@ async fn forward(
                 // connection to the same backend.
                 Some(req) => match pool.dial().await {
                     Ok(mut fresh) => {
-                        let r = fresh.send(req).await.map_err(|e| Some(e.into_error()));
-                        backend_conn = fresh;
+                        let r = fresh.send_request(req).await.map_err(Some);
+                        sender = fresh;
                         r
                     }
                     Err(e) => {
@@ -213,7 +213,7 @@ async fn forward(
             route,
             decision,
             resp,
-            backend_conn,
+            sender,
             pool,
             client_upgrade,
             guard,
@@ -227,7 +227,7 @@ fn respond(
     route: &Route,
     decision: Decision,
     mut resp: Response<Incoming>,
-    backend_conn: Conn,
+    sender: Sender,
     pool: Arc<Pool>,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     in_flight: Option<InFlight>,
@@ -249,11 +249,9 @@ fn respond(
         // An upgraded connection is the tunnel's now, never pooled.
         None => GatewayBody::empty(),
         Some(()) if switching => GatewayBody::empty(),
-        Some(()) => GatewayBody::Backend(BackendBody::new(
-            incoming,
-            Some((backend_conn, pool)),
-            in_flight,
-        )),
+        Some(()) => {
+            GatewayBody::Backend(BackendBody::new(incoming, Some((sender, pool)), in_flight))
+        }
     };
     Served {
         response: Response::from_parts(parts, body),
