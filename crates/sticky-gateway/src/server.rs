@@ -103,36 +103,57 @@ async fn serve_connection(
     let svc = service_fn(move |req| handle(svc_gw.clone(), info.clone(), req));
     let conn = builder.serve_connection_with_upgrades(io, svc);
     tokio::pin!(conn);
+    // Shutdown and the idle timeout are watched by a small task of their own,
+    // which wakes once per idle period; the connection's own task then polls
+    // one cheap signal beside the connection, not timers, on every wake-up.
+    let close = Arc::new(tokio::sync::Notify::new());
+    let watchdog = tokio::spawn(watch_connection(
+        gw.clone(),
+        activity,
+        idle_timeout,
+        close.clone(),
+    ));
+    let closing = close.notified();
+    tokio::pin!(closing);
+    let r = tokio::select! {
+        biased;
+        r = conn.as_mut() => r,
+        _ = &mut closing => {
+            conn.as_mut().graceful_shutdown();
+            conn.as_mut().await
+        }
+    };
+    watchdog.abort();
+    if let Err(e) = r {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// Signals `close` when the gateway shuts down, or when a whole idle period
+/// passes with no byte read or written on the connection. The connection
+/// then finishes the request in progress, if any, and closes.
+async fn watch_connection(
+    gw: Arc<Gateway>,
+    activity: Arc<AtomicU64>,
+    idle_timeout: Duration,
+    close: Arc<tokio::sync::Notify>,
+) {
     let stop = gw.shutdown.triggered();
     tokio::pin!(stop);
-    let mut idle = tokio::time::interval(idle_timeout);
-    idle.tick().await;
-    let mut last = 0;
-    let mut closing = false;
+    let mut last = activity.load(Relaxed);
     loop {
         tokio::select! {
-            r = conn.as_mut() => {
-                if let Err(e) = r {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                }
-                return;
-            }
-            _ = &mut stop, if !closing => {
-                closing = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            _ = idle.tick(), if !closing => {
+            _ = &mut stop => break,
+            _ = tokio::time::sleep(idle_timeout) => {
                 let now = activity.load(Relaxed);
                 if now == last {
-                    // No bytes either way for a whole period: close once the
-                    // request in progress (if any) is answered.
-                    closing = true;
-                    conn.as_mut().graceful_shutdown();
+                    break;
                 }
                 last = now;
             }
         }
     }
+    close.notify_one();
 }
 
 /// A stream that counts reads and writes, for the idle timeout.
