@@ -179,6 +179,8 @@ impl Pool {
     pub async fn dial(&self) -> Result<Sender, ConnectError> {
         let stream = self.connect().await?;
         let (sender, conn) = http1::Builder::new()
+            // As on the client side: one flattened write per request.
+            .writev(false)
             .handshake(TokioIo::new(stream))
             .await
             .map_err(ConnectError::Handshake)?;
