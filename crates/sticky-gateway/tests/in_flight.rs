@@ -17,20 +17,7 @@ use tokio::net::TcpStream;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_streaming_body_stays_in_flight_until_it_ends() {
     let b = Backend::start("b1").await;
-    let backends = vec![sticky_gateway::config::BackendConfig {
-        name: b.name.clone(),
-        address: b.addr.to_string(),
-        weight: 1,
-    }];
-    let mut config = sticky_gateway::GatewayConfig::new(
-        free_addr(),
-        vec![sticky_gateway::config::RouteConfig::catch_all(backends)],
-    );
-    config.access_log = false;
-    let running =
-        sticky_gateway::run::start(config, tower_sticky::token::KeyRing::generate(), None)
-            .await
-            .unwrap();
+    let running = in_process_gateway(&[&b], |_| {}).await;
     let view = sticky_gateway::admin_view::GatewayView(running.gateway.clone());
     let in_flight = || view.backends()[0].in_flight;
 

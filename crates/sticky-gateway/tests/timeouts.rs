@@ -11,23 +11,12 @@ use tokio::net::TcpStream;
 
 async fn gateway(idle: Duration) -> (sticky_gateway::run::Running, Backend) {
     let b = Backend::start("b1").await;
-    let backends = vec![sticky_gateway::config::BackendConfig {
-        name: b.name.clone(),
-        address: b.addr.to_string(),
-        weight: 1,
-    }];
-    let mut config = sticky_gateway::GatewayConfig::new(
-        free_addr(),
-        vec![sticky_gateway::config::RouteConfig::catch_all(backends)],
-    );
-    config.access_log = false;
-    config.timeouts.idle = idle;
-    // Longer than the test, so that only the idle timeout can close the connection.
-    config.timeouts.header_read = Duration::from_secs(60);
-    let running =
-        sticky_gateway::run::start(config, tower_sticky::token::KeyRing::generate(), None)
-            .await
-            .unwrap();
+    let running = in_process_gateway(&[&b], |config| {
+        config.timeouts.idle = idle;
+        // Longer than the test, so that only the idle timeout can close the connection.
+        config.timeouts.header_read = Duration::from_secs(60);
+    })
+    .await;
     (running, b)
 }
 

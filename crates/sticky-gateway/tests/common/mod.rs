@@ -524,3 +524,29 @@ pub fn key_file(dir: &Path) -> PathBuf {
     std::fs::write(&p, &out.stdout).unwrap();
     p
 }
+
+/// An in-process gateway over `backends` (one catch-all route, no access
+/// log), after `tune` has adjusted its configuration.
+#[allow(dead_code)]
+pub async fn in_process_gateway(
+    backends: &[&Backend],
+    tune: impl FnOnce(&mut sticky_gateway::GatewayConfig),
+) -> sticky_gateway::run::Running {
+    let backends = backends
+        .iter()
+        .map(|b| sticky_gateway::config::BackendConfig {
+            name: b.name.clone(),
+            address: b.addr.to_string(),
+            weight: 1,
+        })
+        .collect();
+    let mut config = sticky_gateway::GatewayConfig::new(
+        free_addr(),
+        vec![sticky_gateway::config::RouteConfig::catch_all(backends)],
+    );
+    config.access_log = false;
+    tune(&mut config);
+    sticky_gateway::run::start(config, tower_sticky::token::KeyRing::generate(), None)
+        .await
+        .unwrap()
+}

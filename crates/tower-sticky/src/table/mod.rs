@@ -127,6 +127,10 @@ impl<K: StableId + PartialEq, T> BackendTable<K, T> {
             return Ok((i, e.status.clear_removed()));
         }
         let status = Arc::new(BackendStatus::new(now_ms, 1, self.shared.clone()));
+        Ok((self.push(key, id, value, status), false))
+    }
+
+    fn push(&mut self, key: K, id: BackendId, value: T, status: Arc<BackendStatus>) -> usize {
         self.entries.push(Backend {
             key,
             id,
@@ -135,7 +139,7 @@ impl<K: StableId + PartialEq, T> BackendTable<K, T> {
         });
         let i = self.entries.len() - 1;
         self.by_id.insert(id, i);
-        Ok((i, false))
+        i
     }
 
     /// Inserts a backend keeping an existing status (state and counters),
@@ -150,15 +154,7 @@ impl<K: StableId + PartialEq, T> BackendTable<K, T> {
         if self.by_id.contains_key(&id) {
             return Err(IdCollision(id));
         }
-        self.entries.push(Backend {
-            key,
-            id,
-            status,
-            value,
-        });
-        let i = self.entries.len() - 1;
-        self.by_id.insert(id, i);
-        Ok(i)
+        Ok(self.push(key, id, value, status))
     }
 }
 
