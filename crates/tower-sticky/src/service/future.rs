@@ -162,4 +162,69 @@ mod tests {
             Some(&Rejected(Reason::Removed))
         );
     }
+
+    /// Records the `outcome` field of every `sticky` span created.
+    struct SpanOutcomes(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+    struct OutcomeField<'a>(&'a mut Option<String>);
+
+    impl tracing::field::Visit for OutcomeField<'_> {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+            if field.name() == "outcome" {
+                *self.0 = Some(format!("{value:?}"));
+            }
+        }
+    }
+
+    impl tracing::Subscriber for SpanOutcomes {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            if span.metadata().name() == "sticky" {
+                let mut outcome = None;
+                span.record(&mut OutcomeField(&mut outcome));
+                self.0.lock().unwrap().extend(outcome);
+            }
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, _: &tracing::Event<'_>) {}
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    #[tokio::test]
+    async fn the_outcome_is_recorded_on_the_sticky_span() {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let _guard = tracing::subscriber::set_default(SpanOutcomes(seen.clone()));
+        let backend = service_fn(|_: Request<String>| async {
+            Ok::<_, Infallible>(Response::new(String::new()))
+        });
+        let mut svc = ServiceBuilder::new()
+            .layer(StickyLayer::new(StickyConfig::new(KeyRing::generate())))
+            .service(ServiceList::new([backend]));
+        let res = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(Request::new(String::new()))
+            .await
+            .unwrap();
+        let cookie = res.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let req = Request::builder()
+            .header("cookie", cookie)
+            .body(String::new())
+            .unwrap();
+        svc.ready().await.unwrap().call(req).await.unwrap();
+        drop(_guard);
+        assert_eq!(*seen.lock().unwrap(), ["new", "pinned"]);
+    }
 }
