@@ -35,10 +35,15 @@ pub(crate) fn line(
     served: &Served,
     elapsed: Duration,
 ) {
-    let outcome = served.outcome.map(|o| o.kind()).unwrap_or("none");
-    let reason = served
-        .outcome
-        .and_then(|o| o.reason())
+    let decided = served.decision.as_ref();
+    let outcome = decided.map(|d| d.outcome().kind()).unwrap_or("none");
+    // Why a presented token was not trusted (forged, expired, unknown key...).
+    let invalid_token = decided
+        .and_then(|d| d.invalid_token())
+        .map(|r| r.as_str())
+        .unwrap_or("");
+    let reason = decided
+        .and_then(|d| d.outcome().reason())
         .map(|r| r.as_str())
         .unwrap_or("");
     tracing::info!(
@@ -50,6 +55,7 @@ pub(crate) fn line(
         backend = served.backend.as_deref().unwrap_or("-"),
         outcome,
         reason,
+        invalid_token,
         duration_us = elapsed.as_micros() as u64,
     );
 }

@@ -80,6 +80,12 @@ async fn rotating_keys_keeps_sessions_until_the_old_key_is_dropped() {
     for _ in 0..10 {
         assert_eq!(fresh.get(gw.addr, "/").await.backend(), fresh_home);
     }
+    let logs = gw.logs();
+    assert!(
+        logs.contains(r#""invalid_token":"unknown_key""#)
+            || logs.contains(r#""invalid_token":"forged""#),
+        "the access log says why the old cookie was not trusted:\n{logs}"
+    );
     let (_, metrics) = admin(admin_addr, "GET", "/metrics").await;
     assert!(
         metrics

@@ -41,7 +41,8 @@ impl ConnInfo {
 pub(crate) struct Served {
     pub(crate) response: Response<GatewayBody>,
     pub(crate) backend: Option<Arc<str>>,
-    pub(crate) outcome: Option<Outcome>,
+    /// What the engine decided (none when no route matched).
+    pub(crate) decision: Option<Decision>,
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response<GatewayBody> {
@@ -78,7 +79,7 @@ pub async fn handle(
         None => Served {
             response: plain(StatusCode::NOT_FOUND, "no route for this request\n"),
             backend: None,
-            outcome: None,
+            decision: None,
         },
     };
     let elapsed = start.elapsed();
@@ -123,7 +124,7 @@ async fn forward(
             let table = route.table.load();
             let decision = router.decide(&table, &parts, |_| true);
             let Some(backend) = decision.target().and_then(|i| table.get(i)) else {
-                return rejected(decision.outcome());
+                return rejected(decision);
             };
             (
                 decision,
@@ -155,7 +156,7 @@ async fn forward(
                     return Served {
                         response: plain(StatusCode::BAD_GATEWAY, "no backend could be reached\n"),
                         backend: Some(pool.name().clone()),
-                        outcome: Some(decision.outcome()),
+                        decision: Some(decision),
                     };
                 }
                 continue;
@@ -198,7 +199,7 @@ async fn forward(
                 return Served {
                     response: plain(StatusCode::BAD_GATEWAY, "the backend failed to answer\n"),
                     backend: Some(pool.name().clone()),
-                    outcome: Some(decision.outcome()),
+                    decision: Some(decision),
                 };
             }
         };
@@ -256,11 +257,12 @@ fn respond(
     Served {
         response: Response::from_parts(parts, body),
         backend: Some(name),
-        outcome: Some(decision.outcome()),
+        decision: Some(decision),
     }
 }
 
-fn rejected(outcome: Outcome) -> Served {
+fn rejected(decision: Decision) -> Served {
+    let outcome = decision.outcome();
     let text = match outcome {
         Outcome::Rejected(Reason::NoBackend) => "no backend available\n",
         _ => "the session's backend is unavailable\n",
@@ -270,6 +272,6 @@ fn rejected(outcome: Outcome) -> Served {
     Served {
         response,
         backend: None,
-        outcome: Some(outcome),
+        decision: Some(decision),
     }
 }
