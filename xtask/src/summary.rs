@@ -136,6 +136,13 @@ pub(crate) fn render(paths: &[PathBuf]) -> Result<String, String> {
     };
     let diff =
         |k: &'static str| move |x: &Row, y: &Row| -> Option<f64> { Some(x.num(k)? - y.num(k)?) };
+    // Proxy CPU per request divided by the backend's CPU per request in the same
+    // window. The backends do identical work in every scenario, so this cancels the
+    // VM's speed drift (15-30 % within minutes), which raw microseconds do not.
+    let per_backend = |r: &Row| -> Option<f64> {
+        let backend_us = r.num("backend_cpu_pct")? / 100.0 / r.num("req_s")? * 1e6;
+        (backend_us > 0.0).then(|| r.num("sut_us_per_req").map(|p| p / backend_us))?
+    };
 
     let mut out = String::new();
     for c in &comments {
@@ -143,8 +150,8 @@ pub(crate) fn render(paths: &[PathBuf]) -> Result<String, String> {
     }
     out.push_str(
         "| scenario | req/s median | req/s min–max | ÷ direct (same round) | p50 µs | p99 µs \
-         | proxy CPU µs/req | machine CPU µs/req | + vs direct µs/req | n |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         | proxy CPU µs/req | proxy ÷ backend CPU | machine CPU µs/req | + vs direct µs/req | n |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for s in &order {
         let rows = &by_scen[s];
@@ -165,11 +172,12 @@ pub(crate) fn render(paths: &[PathBuf]) -> Result<String, String> {
         };
         let _ = writeln!(
             out,
-            "| {s} | {rps_med} | {range} | {} | {} | {} | {} | {} | {plus} | {} |",
+            "| {s} | {rps_med} | {range} | {} | {} | {} | {} | {} | {} | {plus} | {} |",
             vs_direct.map_or(String::new(), |v| format!("{v:.2}")),
             opt(median(col("p50_us")), 0),
             opt(median(col("p99_us")), 0),
             opt(median(col("sut_us_per_req")), 1),
+            opt(median(rows.iter().filter_map(per_backend).collect()), 2),
             opt(median(col("machine_us_per_req")), 1),
             rows.len()
         );
@@ -223,18 +231,22 @@ pub(crate) fn render(paths: &[PathBuf]) -> Result<String, String> {
         return Ok(out);
     }
     out.push_str(
-        "| sticky-gateway | peer | req/s ratio | proxy CPU µs/req ratio | p99 ratio | rounds |\n\
-         |---|---|---:|---:|---:|---:|\n",
+        "| sticky-gateway | peer | req/s ratio | proxy CPU µs/req ratio | proxy÷backend CPU ratio | p99 ratio | rounds |\n\
+         |---|---|---:|---:|---:|---:|---:|\n",
     );
     for (ours, peer) in present {
         let r = per_round(ours, peer, &ratio("req_s"));
         let c = per_round(ours, peer, &ratio("sut_us_per_req"));
+        let n = per_round(ours, peer, &|x: &Row, y: &Row| {
+            Some(per_backend(x)? / per_backend(y)?)
+        });
         let l = per_round(ours, peer, &ratio("p99_us"));
         let _ = writeln!(
             out,
-            "| {ours} | {peer} | {} | {} | {} | {} |",
+            "| {ours} | {peer} | {} | {} | {} | {} | {} |",
             opt(median(r.clone()), 2),
             opt(median(c), 2),
+            opt(median(n), 2),
             opt(median(l), 2),
             r.len()
         );
@@ -261,13 +273,13 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("summary.tsv");
         let tsv = "# mode=test\n\
-            round\tscenario\treq_s\tp50_us\tp99_us\tsut_us_per_req\tmachine_us_per_req\n\
-            1\tdirect\t100000\t100\t500\t5\t10\n\
-            1\thaproxy-cookie-sticky\t50000\t800\t1600\t14\t26\n\
-            1\tsticky-sticky\t60000\t700\t1200\t7\t20\n\
-            2\tdirect\t200000\t100\t500\t5\t10\n\
-            2\thaproxy-cookie-sticky\t100000\t800\t1600\t14\t26\n\
-            2\tsticky-sticky\t120000\tNA\t1200\t7\t20\n";
+            round\tscenario\treq_s\tp50_us\tp99_us\tsut_us_per_req\tmachine_us_per_req\tbackend_cpu_pct\n\
+            1\tdirect\t100000\t100\t500\t5\t10\tNA\n\
+            1\thaproxy-cookie-sticky\t50000\t800\t1600\t14\t26\t35\n\
+            1\tsticky-sticky\t60000\t700\t1200\t7\t20\t42\n\
+            2\tdirect\t200000\t100\t500\t5\t10\tNA\n\
+            2\thaproxy-cookie-sticky\t100000\t800\t1600\t14\t26\t70\n\
+            2\tsticky-sticky\t120000\tNA\t1200\t7\t20\t84\n";
         std::fs::write(&p, tsv).unwrap();
         let md = render(&[p]).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
@@ -276,7 +288,10 @@ mod tests {
             "{md}"
         );
         assert!(
-            md.contains("| sticky-sticky | haproxy-cookie-sticky | 1.20 | 0.50 | 0.75 | 2 |"),
+            // Backend 7 us/request in every window: haproxy 14/7 = 2.0, ours 7/7 = 1.0.
+            md.contains(
+                "| sticky-sticky | haproxy-cookie-sticky | 1.20 | 0.50 | 0.50 | 0.75 | 2 |"
+            ),
             "{md}"
         );
         assert!(md.contains("| sticky-sticky | 90,000 |"), "{md}");
