@@ -44,12 +44,7 @@ async fn rotating_keys_keeps_sessions_until_the_old_key_is_dropped() {
         "access_log = true\nadmin = \"{admin_addr}\"\nkey_file = {:?}\n[[routes]]\nname = \"app\"\n",
         keys.to_str().unwrap()
     );
-    for b in &bs {
-        t.push_str(&format!(
-            "[[routes.backends]]\nname = \"{}\"\naddress = \"{}\"\n",
-            b.name, b.addr
-        ));
-    }
+    t.push_str(&backends_toml(&bs));
     std::fs::write(&cfg, t).unwrap();
     let gw = GatewayProcess::start(&["--config", cfg.to_str().unwrap()], dir.join("gw.log")).await;
 

@@ -112,24 +112,10 @@ async fn strict_failover_answers_503_without_calling_a_backend() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_through_the_admin_api_keeps_sessions_and_sends_new_ones_elsewhere() {
     let bs = three().await;
-    let backends = bs
-        .iter()
-        .map(|b| sticky_gateway::config::BackendConfig {
-            name: b.name.clone(),
-            address: b.addr.to_string(),
-            weight: 1,
-        })
-        .collect();
-    let mut config = sticky_gateway::GatewayConfig::new(
-        free_addr(),
-        vec![sticky_gateway::config::RouteConfig::catch_all(backends)],
-    );
-    config.admin = Some("127.0.0.1:0".parse().unwrap());
-    config.access_log = false;
-    let running =
-        sticky_gateway::run::start(config, tower_sticky::token::KeyRing::generate(), None)
-            .await
-            .unwrap();
+    let running = in_process_gateway(&[&bs[0], &bs[1], &bs[2]], |config| {
+        config.admin = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
     let addr = running.addr;
     let adm = running.admin_addr.expect("an admin listener");
 
@@ -201,12 +187,7 @@ async fn sighup_reload_keeps_sessions_on_unchanged_backends() {
     let write = |names: &[&Backend], extra: &str| {
         let mut t = String::from("access_log = true\n[[routes]]\nname = \"app\"\n");
         t.push_str(extra);
-        for b in names {
-            t.push_str(&format!(
-                "[[routes.backends]]\nname = \"{}\"\naddress = \"{}\"\n",
-                b.name, b.addr
-            ));
-        }
+        t.push_str(&backends_toml(names.iter().copied()));
         std::fs::write(&cfg, t).unwrap();
     };
     write(&[&bs[0], &bs[1], &bs[2]], "");
@@ -555,12 +536,7 @@ async fn routes_apply_their_own_persistence() {
         if kind == "header" {
             t.push_str("session_name = \"x-session\"\n");
         }
-        for b in &bs {
-            t.push_str(&format!(
-                "[[routes.backends]]\nname = \"{}\"\naddress = \"{}\"\n",
-                b.name, b.addr
-            ));
-        }
+        t.push_str(&backends_toml(&bs));
     }
     std::fs::write(&cfg, t).unwrap();
     let gw = GatewayProcess::start(&["--config", cfg.to_str().unwrap()], dir.join("gw.log")).await;

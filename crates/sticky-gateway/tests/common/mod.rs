@@ -550,3 +550,18 @@ pub async fn in_process_gateway(
         .await
         .unwrap()
 }
+
+/// The `[[routes.backends]]` tables naming `backends` by name and address,
+/// to append after a `[[routes]]` table in a test's config file.
+#[allow(dead_code)]
+pub fn backends_toml<'a>(backends: impl IntoIterator<Item = &'a Backend>) -> String {
+    backends
+        .into_iter()
+        .map(|b| {
+            format!(
+                "[[routes.backends]]\nname = \"{}\"\naddress = \"{}\"\n",
+                b.name, b.addr
+            )
+        })
+        .collect()
+}
