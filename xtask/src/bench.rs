@@ -147,7 +147,8 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         let built = match &o.gateway_bin {
             Some(bin) => {
                 banner(&format!("bench-peers: prebuilt gateway {}", bin.display()));
-                Ok(bin.clone())
+                // run.sh works in another directory: pass an absolute path.
+                std::fs::canonicalize(bin).map_err(|e| format!("{}: {e}", bin.display()))
             }
             None => {
                 banner("bench-peers: cargo build --release -p sticky-gateway");
