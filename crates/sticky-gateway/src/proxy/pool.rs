@@ -2,7 +2,7 @@
 //! and the dialler that opens new ones.
 //!
 //! Lean on purpose (the proxy's cost per request is decided here): a
-//! `Mutex<Vec<SendRequest>>` held only for a push or a pop, never across an
+//! `Mutex<Vec<BackendConn>>` held only for a push or a pop, never across an
 //! await; a connection goes back to the pool when its response body ends
 //! (see [`BackendBody`](super::body::BackendBody)), and the idle set is large
 //! enough to cover peak concurrency (an idle pool smaller than the number of
@@ -12,13 +12,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-/// The sender half of a pooled backend connection.
-pub type Sender = SendRequest<Incoming>;
+use super::conn::BackendConn;
 
 /// Why a new backend connection could not be opened. Nothing was sent.
 #[derive(Debug)]
@@ -29,8 +25,6 @@ pub enum ConnectError {
     Io(std::io::Error),
     /// The connect timeout passed.
     Timeout,
-    /// The HTTP handshake failed.
-    Handshake(hyper::Error),
 }
 
 impl std::fmt::Display for ConnectError {
@@ -39,7 +33,6 @@ impl std::fmt::Display for ConnectError {
             ConnectError::Unresolved => f.write_str("address not resolved"),
             ConnectError::Io(e) => write!(f, "connect failed: {e}"),
             ConnectError::Timeout => f.write_str("connect timed out"),
-            ConnectError::Handshake(e) => write!(f, "handshake failed: {e}"),
         }
     }
 }
@@ -59,7 +52,7 @@ pub struct Pool {
     name: Arc<str>,
     address: String,
     resolved: Mutex<Vec<SocketAddr>>,
-    idle: Mutex<Vec<Sender>>,
+    idle: Mutex<Vec<BackendConn>>,
     settings: PoolSettings,
 }
 
@@ -122,25 +115,23 @@ impl Pool {
         self.resolved.lock().unwrap().first().copied()
     }
 
-    /// Takes an idle connection that is still open, if any.
-    pub fn take(&self) -> Option<Sender> {
+    /// Takes an idle connection that is still open, if any (the most
+    /// recently used first: the likeliest to be alive and warm).
+    pub fn take(&self) -> Option<BackendConn> {
         let mut idle = self.idle.lock().unwrap();
-        while let Some(s) = idle.pop() {
-            if !s.is_closed() {
-                return Some(s);
+        while let Some(c) = idle.pop() {
+            if c.is_idle_usable() {
+                return Some(c);
             }
         }
         None
     }
 
     /// Returns a connection whose exchange completed.
-    pub fn put(&self, sender: Sender) {
-        if sender.is_closed() {
-            return;
-        }
+    pub fn put(&self, conn: BackendConn) {
         let mut idle = self.idle.lock().unwrap();
         if idle.len() < self.settings.max_idle {
-            idle.push(sender);
+            idle.push(conn);
         }
     }
 
@@ -175,32 +166,9 @@ impl Pool {
         Err(last)
     }
 
-    /// Opens a new pooled-kind connection and spawns its driver.
-    pub async fn dial(&self) -> Result<Sender, ConnectError> {
-        let stream = self.connect().await?;
-        let (sender, conn) = http1::Builder::new()
-            // As on the client side: one flattened write per request.
-            .writev(false)
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(ConnectError::Handshake)?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(sender)
-    }
-
-    /// Opens a connection that may be upgraded (WebSocket); never pooled.
-    pub async fn dial_upgradable(&self) -> Result<Sender, ConnectError> {
-        let stream = self.connect().await?;
-        let (sender, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(ConnectError::Handshake)?;
-        tokio::spawn(async move {
-            let _ = conn.with_upgrades().await;
-        });
-        Ok(sender)
+    /// Opens a new connection.
+    pub async fn dial(&self) -> Result<BackendConn, ConnectError> {
+        self.connect().await.map(BackendConn::new)
     }
 }
 

@@ -7,13 +7,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Request, Response, StatusCode};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use tower_sticky::table::InFlight;
 use tower_sticky::{Decision, Outcome, PeerAddr, Reason};
 
 use super::body::{BackendBody, GatewayBody};
+use super::codec::{RequestFraming, ResponseHead};
+use super::conn::BackendConn;
 use super::headers;
-use super::pool::{ConnectError, Pool, Sender};
+use super::pool::{ConnectError, Pool};
 use crate::access_log;
 use crate::gateway::Gateway;
 use crate::routes::Route;
@@ -90,17 +93,49 @@ pub async fn handle(
     Ok(served.response)
 }
 
-/// Why getting a connection failed, and whether anything could have been sent.
-async fn acquire(pool: &Pool, upgrade: bool) -> Result<Sender, ConnectError> {
-    if upgrade {
-        return pool.dial_upgradable().await;
+/// An idle pooled connection, or a new one.
+async fn acquire(pool: &Pool) -> Result<BackendConn, ConnectError> {
+    match pool.take() {
+        Some(c) => Ok(c),
+        None => pool.dial().await,
     }
-    while let Some(mut s) = pool.take() {
-        if s.is_ready() || s.ready().await.is_ok() {
-            return Ok(s);
+}
+
+/// Why an exchange failed after a connection was had.
+enum ExchangeError {
+    /// Nothing was written: a fresh connection could not be opened.
+    Unsent(ConnectError),
+    /// The request may have reached the backend.
+    Io(std::io::Error),
+}
+
+/// Sends the request and reads the answer's head. A reused connection that
+/// fails on the head's write was closed by the backend while idle and took
+/// nothing: the head goes once more on a fresh connection, the body (not
+/// read yet) after it.
+async fn exchange(
+    conn: &mut BackendConn,
+    pool: &Pool,
+    parts: &http::request::Parts,
+    body: Incoming,
+    upgrade: bool,
+) -> Result<ResponseHead, ExchangeError> {
+    let framing = RequestFraming::of(&parts.headers, body.is_end_stream());
+    if let Err(e) = conn.write_head(parts, framing, pool.address()).await {
+        if !conn.is_reused() {
+            return Err(ExchangeError::Io(e));
         }
+        *conn = pool.dial().await.map_err(ExchangeError::Unsent)?;
+        conn.write_head(parts, framing, pool.address())
+            .await
+            .map_err(ExchangeError::Io)?;
     }
-    pool.dial().await
+    conn.write_body(body, framing)
+        .await
+        .map_err(ExchangeError::Io)?;
+    conn.read_head(&parts.method, upgrade)
+        .await
+        .map_err(ExchangeError::Io)
 }
 
 async fn forward(
@@ -132,8 +167,8 @@ async fn forward(
                 router.begin(&table, &decision),
             )
         };
-        let mut sender = match acquire(&pool, upgrade).await {
-            Ok(s) => s,
+        let mut backend = match acquire(&pool).await {
+            Ok(c) => c,
             Err(e) => {
                 // Nothing reached the backend: eject it at once and decide
                 // again, which fails the session over per the route's policy.
@@ -164,37 +199,19 @@ async fn forward(
         };
         router.prepare_request(&decision, &mut parts.headers);
         headers::prepare_request(&mut parts, &conn.forwarded_for, upgrade);
-        let req = Request::from_parts(parts, body);
-        let sent: Result<Response<Incoming>, Option<hyper::Error>> = match sender
-            .try_send_request(req)
-            .await
-        {
-            Ok(resp) => Ok(resp),
-            Err(mut e) => match e.take_message() {
-                // Not written (the idle connection closed under us): one fresh
-                // connection to the same backend.
-                Some(req) => match pool.dial().await {
-                    Ok(mut fresh) => {
-                        let r = fresh.send_request(req).await.map_err(Some);
-                        sender = fresh;
-                        r
-                    }
-                    Err(e) => {
-                        tracing::warn!(backend = %pool.name(), error = %e, "backend unreachable after a stale connection");
-                        Err(None)
-                    }
-                },
-                None => Err(Some(e.into_error())),
-            },
-        };
-        let resp = match sent {
-            Ok(r) => r,
+        let head = match exchange(&mut backend, &pool, &parts, body, upgrade).await {
+            Ok(head) => head,
             Err(e) => {
                 if let Some(g) = guard {
                     g.finish(false);
                 }
-                if let Some(e) = e {
-                    tracing::warn!(backend = %pool.name(), error = %e, "backend request failed");
+                match e {
+                    ExchangeError::Unsent(e) => {
+                        tracing::warn!(backend = %pool.name(), error = %e, "backend unreachable after a stale connection")
+                    }
+                    ExchangeError::Io(e) => {
+                        tracing::warn!(backend = %pool.name(), error = %e, "backend request failed")
+                    }
                 }
                 return Served {
                     response: plain(StatusCode::BAD_GATEWAY, "the backend failed to answer\n"),
@@ -207,14 +224,14 @@ async fn forward(
         if let Some(g) = guard.as_mut() {
             // The result counts now; the request stays in flight until its
             // response body has streamed to the client.
-            g.record(!resp.status().is_server_error());
+            g.record(!head.parts.status.is_server_error());
         }
         return respond(
             gw,
             route,
             decision,
-            resp,
-            sender,
+            head,
+            backend,
             pool,
             client_upgrade,
             guard,
@@ -227,32 +244,31 @@ fn respond(
     gw: &Gateway,
     route: &Route,
     decision: Decision,
-    mut resp: Response<Incoming>,
-    sender: Sender,
+    head: ResponseHead,
+    backend: BackendConn,
     pool: Arc<Pool>,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     in_flight: Option<InFlight>,
 ) -> Served {
-    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    let ResponseHead {
+        mut parts,
+        framing,
+        keep_alive,
+    } = head;
     let name = pool.name().clone();
-    let body = match (switching, client_upgrade) {
-        (true, Some(client)) => {
-            let backend = hyper::upgrade::on(&mut resp);
-            super::upgrade::tunnel(&gw.shutdown, client, backend, name.clone());
-            None
-        }
-        _ => Some(()),
-    };
-    let (mut parts, incoming) = resp.into_parts();
+    // The codec accepts 101 only for a request that asked to upgrade.
+    let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
     headers::strip_hop_by_hop(&mut parts.headers, switching);
     route.router.tag_response(&decision, &mut parts.headers);
-    let body = match body {
-        // An upgraded connection is the tunnel's now, never pooled.
-        None => GatewayBody::empty(),
-        Some(()) if switching => GatewayBody::empty(),
-        Some(()) => {
-            GatewayBody::Backend(BackendBody::new(incoming, Some((sender, pool)), in_flight))
+    let body = match client_upgrade {
+        Some(client) if switching => {
+            // The connection is the tunnel's now, never pooled.
+            super::upgrade::tunnel(&gw.shutdown, client, backend, name.clone());
+            GatewayBody::empty()
         }
+        _ => GatewayBody::Backend(BackendBody::new(
+            backend, pool, framing, keep_alive, in_flight,
+        )),
     };
     Served {
         response: Response::from_parts(parts, body),

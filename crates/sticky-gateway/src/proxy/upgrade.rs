@@ -5,7 +5,9 @@
 
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
 
+use super::conn::BackendConn;
 use crate::shutdown::Shutdown;
 
 /// Spawns the tunnel between the client's and the backend's upgraded
@@ -13,26 +15,25 @@ use crate::shutdown::Shutdown;
 pub fn tunnel(
     shutdown: &Shutdown,
     client: OnUpgrade,
-    backend: OnUpgrade,
+    backend: BackendConn,
     backend_name: std::sync::Arc<str>,
 ) {
     let guard = shutdown.enter();
     tokio::spawn(async move {
         let _guard = guard;
-        let (client, backend) = tokio::join!(client, backend);
-        let (client, backend) = match (client, backend) {
-            (Ok(c), Ok(b)) => (c, b),
-            (c, b) => {
-                tracing::debug!(
-                    client_ok = c.is_ok(),
-                    backend_ok = b.is_ok(),
-                    "upgrade did not complete"
-                );
+        let client = match client.await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(error = %e, "client upgrade did not complete");
                 return;
             }
         };
         let mut client = TokioIo::new(client);
-        let mut backend = TokioIo::new(backend);
+        // Bytes the backend sent right after its 101 go first.
+        let (mut backend, early) = backend.into_parts();
+        if !early.is_empty() && client.write_all(&early).await.is_err() {
+            return;
+        }
         match tokio::io::copy_bidirectional(&mut client, &mut backend).await {
             Ok((up, down)) => tracing::debug!(backend = %backend_name, up, down, "tunnel closed"),
             Err(e) => tracing::debug!(backend = %backend_name, error = %e, "tunnel ended"),
