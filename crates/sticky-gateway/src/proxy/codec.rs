@@ -249,7 +249,7 @@ fn build_head(
     let mut length: Option<u64> = None;
     let mut chunked = false;
     let mut transfer_coded = false;
-    let mut close = version == 0;
+    let (mut says_close, mut says_keep_alive) = (false, false);
     for ix in indices {
         let (name, value) = (
             ix.name.0 as usize..ix.name.1 as usize,
@@ -276,13 +276,21 @@ fn build_head(
             }
             length = Some(n);
         } else if name == header::CONNECTION {
+            let mut names_others = false;
             for t in raw.split(|&b| b == b',') {
                 let t = t.trim_ascii();
                 if t.eq_ignore_ascii_case(b"close") {
-                    close = true;
-                } else if version == 0 && t.eq_ignore_ascii_case(b"keep-alive") {
-                    close = false;
+                    says_close = true;
+                } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                    says_keep_alive = true;
+                } else {
+                    names_others = true;
                 }
+            }
+            if !names_others {
+                // Hop-by-hop and naming nothing else to strip: not kept only
+                // to be removed again (most backends send `keep-alive`).
+                continue;
             }
         }
         let value =
@@ -309,6 +317,8 @@ fn build_head(
             None => ResponseFraming::Close,
         }
     };
+    // HTTP/1.0 closes unless it asks to stay open.
+    let close = says_close || (version == 0 && !says_keep_alive);
     let keep_alive = !close && framing != ResponseFraming::Close;
     let mut response = http::Response::new(());
     *response.status_mut() = status;
@@ -528,6 +538,19 @@ mod tests {
             Method::GET,
         );
         assert!(h.keep_alive);
+        assert!(
+            !h.parts.headers.contains_key("connection"),
+            "nothing left to strip"
+        );
+        let h = f(
+            "HTTP/1.1 200 OK\r\nConnection: x-trace\r\nX-Trace: 1\r\nContent-Length: 0\r\n\r\n",
+            Method::GET,
+        );
+        assert!(h.keep_alive);
+        assert_eq!(
+            h.parts.headers["connection"], "x-trace",
+            "kept for the hop-by-hop strip"
+        );
     }
 
     #[test]
