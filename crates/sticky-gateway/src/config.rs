@@ -84,7 +84,7 @@ pub struct RawConfig {
 pub struct RawTimeouts {
     /// Dialling a backend.
     pub connect: Option<String>,
-    /// Reading a client's request head.
+    /// Receiving a client's request head, from its first byte.
     pub header_read: Option<String>,
     /// A client connection with no traffic.
     pub idle: Option<String>,
@@ -264,7 +264,7 @@ pub struct GatewayConfig {
 pub struct Timeouts {
     /// Dialling a backend. Default 2 s.
     pub connect: Duration,
-    /// Reading a request head. Default 10 s.
+    /// Receiving a request head, from its first byte. Default 10 s.
     pub header_read: Duration,
     /// Connection without traffic. Default 60 s.
     pub idle: Duration,

@@ -18,9 +18,13 @@ use tokio::net::TcpStream;
 
 use super::codec::{self, RequestFraming, ResponseHead};
 
-/// Free space kept in the read buffer before each read: a whole small
-/// answer arrives in one read, and a read that fills the buffer is rare.
+/// The read buffer's size: a whole small answer arrives in one read, and a
+/// read that fills the buffer is rare.
 const READ_SPACE: usize = 8 * 1024;
+/// Below this much free space the buffer is renewed before a read. Renewing
+/// on every read allocated once per request (the previous answer's bytes
+/// still shared with the client side); this way, once per few dozen.
+const MIN_READ_SPACE: usize = 2 * 1024;
 
 /// A backend connection and what it has read but not yet handed on.
 #[derive(Debug)]
@@ -141,7 +145,9 @@ impl BackendConn {
     }
 
     async fn fill(&mut self) -> io::Result<usize> {
-        self.buf.reserve(READ_SPACE);
+        if self.buf.capacity() - self.buf.len() < MIN_READ_SPACE {
+            self.buf.reserve(READ_SPACE);
+        }
         self.io.read_buf(&mut self.buf).await
     }
 
