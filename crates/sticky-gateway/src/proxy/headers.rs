@@ -61,29 +61,37 @@ const HOP_UPGRADE: u16 = 1 << 8;
 fn hop_by_hop_present(headers: &HeaderMap) -> u16 {
     let mut mask = 0;
     for name in headers.keys() {
-        mask |= if *name == header::CONNECTION {
-            HOP_CONNECTION
-        } else if *name == header::TE {
-            HOP_TE
-        } else if *name == header::TRAILER {
-            HOP_TRAILER
-        } else if *name == header::TRANSFER_ENCODING {
-            HOP_TRANSFER_ENCODING
-        } else if *name == header::UPGRADE {
-            HOP_UPGRADE
-        } else if *name == header::PROXY_AUTHENTICATE {
-            HOP_PROXY_AUTHENTICATE
-        } else if *name == header::PROXY_AUTHORIZATION {
-            HOP_PROXY_AUTHORIZATION
-        } else if *name == KEEP_ALIVE {
-            HOP_KEEP_ALIVE
-        } else if *name == PROXY_CONNECTION {
-            HOP_PROXY_CONNECTION
-        } else {
-            0
-        };
+        mask |= hop_bit(name);
     }
     mask
+}
+
+/// The `HOP_*` bit of one header name, 0 for an end-to-end header.
+/// Inlined into each walk: called per header, the call cost more than the
+/// comparisons.
+#[inline(always)]
+fn hop_bit(name: &HeaderName) -> u16 {
+    if *name == header::CONNECTION {
+        HOP_CONNECTION
+    } else if *name == header::TE {
+        HOP_TE
+    } else if *name == header::TRAILER {
+        HOP_TRAILER
+    } else if *name == header::TRANSFER_ENCODING {
+        HOP_TRANSFER_ENCODING
+    } else if *name == header::UPGRADE {
+        HOP_UPGRADE
+    } else if *name == header::PROXY_AUTHENTICATE {
+        HOP_PROXY_AUTHENTICATE
+    } else if *name == header::PROXY_AUTHORIZATION {
+        HOP_PROXY_AUTHORIZATION
+    } else if *name == KEEP_ALIVE {
+        HOP_KEEP_ALIVE
+    } else if *name == PROXY_CONNECTION {
+        HOP_PROXY_CONNECTION
+    } else {
+        0
+    }
 }
 
 /// Removes the headers one `Connection` value names, except the `keep-alive`
@@ -118,18 +126,28 @@ fn remove_connection_named(headers: &mut HeaderMap, v: &HeaderValue, upgrade: bo
 /// a request with none, the usual case, costs one walk over its names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     let present = hop_by_hop_present(headers);
+    strip_present(headers, present, upgrade);
+}
+
+/// [`strip_hop_by_hop`] once the walk has found the `present` headers.
+fn strip_present(headers: &mut HeaderMap, present: u16, upgrade: bool) {
     if present & HOP_CONNECTION != 0 {
-        // One lookup takes every `Connection` value out of the map; a
-        // single value (the usual case) needs no list of them.
-        if let header::Entry::Occupied(e) = headers.entry(header::CONNECTION) {
-            if e.iter().nth(1).is_none() {
-                let (_, first) = e.remove_entry();
+        // A single value (the usual case) is taken out by `remove` itself and
+        // needs no list. Not `entry`: it reserves room for an insert, and
+        // would grow (reallocate) a map that hyper sized exactly.
+        if headers.get_all(header::CONNECTION).iter().nth(1).is_none() {
+            if let Some(first) = headers.remove(header::CONNECTION) {
                 remove_connection_named(headers, &first, upgrade);
-            } else {
-                let all: Vec<HeaderValue> = e.remove_entry_mult().1.collect();
-                for v in &all {
-                    remove_connection_named(headers, v, upgrade);
-                }
+            }
+        } else {
+            let all: Vec<HeaderValue> = headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .cloned()
+                .collect();
+            headers.remove(header::CONNECTION);
+            for v in &all {
+                remove_connection_named(headers, v, upgrade);
             }
         }
     }
@@ -164,8 +182,24 @@ pub fn forwarded_for_value(peer: std::net::SocketAddr) -> HeaderValue {
 /// Prepares the request head for an HTTP/1.1 backend: hop-by-hop headers
 /// removed, `X-Forwarded-For` appended, `-Proto` and `-Host` set, and an
 /// HTTP/2 request's absolute-form target turned into origin-form + `Host`.
+///
+/// The walk that finds the hop-by-hop headers also picks up `Host`, which
+/// saves looking it up again for `X-Forwarded-Host` (~100 instructions per
+/// request, callgrind).
 pub fn prepare_request(parts: &mut Parts, forwarded_for: &HeaderValue, upgrade: bool) {
-    strip_hop_by_hop(&mut parts.headers, upgrade);
+    let mut present = 0;
+    let mut host: Option<HeaderValue> = None;
+    for (name, value) in parts.headers.iter() {
+        if *name == header::HOST {
+            // `get` would answer with the first value too.
+            if host.is_none() {
+                host = Some(value.clone());
+            }
+        } else {
+            present |= hop_bit(name);
+        }
+    }
+    strip_present(&mut parts.headers, present, upgrade);
     let h = &mut parts.headers;
     match h.entry(&X_FORWARDED_FOR) {
         header::Entry::Vacant(e) => {
@@ -205,8 +239,13 @@ pub fn prepare_request(parts: &mut Parts, forwarded_for: &HeaderValue, upgrade: 
             parts.uri = Uri::from(pq);
         }
         parts.version = Version::HTTP_11;
+        // `Host` may just have been added from the target.
+        host = h.get(header::HOST).cloned();
+    } else if present & HOP_CONNECTION != 0 {
+        // `Connection` may have named `Host` (and so removed it).
+        host = h.get(header::HOST).cloned();
     }
-    if let Some(host) = h.get(header::HOST).cloned() {
+    if let Some(host) = host {
         h.insert(&X_FORWARDED_HOST, host);
     }
 }
@@ -345,6 +384,36 @@ mod tests {
         .headers;
         strip_hop_by_hop(&mut h, false);
         assert_eq!(names(&h), ["content-length", "server"]);
+    }
+
+    #[test]
+    fn forwarded_host_follows_the_host_the_backend_gets() {
+        // The first Host, as `get` would give.
+        let mut p = parts(&[("host", "a.example"), ("host", "b.example")]);
+        prepare_request(&mut p, &HeaderValue::from_static("203.0.113.9"), false);
+        assert_eq!(p.headers["x-forwarded-host"], "a.example");
+        // A Host that `Connection` names is gone, and so is X-Forwarded-Host.
+        let mut p = parts(&[("connection", "host"), ("host", "a.example")]);
+        prepare_request(&mut p, &HeaderValue::from_static("203.0.113.9"), false);
+        assert!(!p.headers.contains_key("host"));
+        assert!(!p.headers.contains_key("x-forwarded-host"));
+        // No Host at all.
+        let mut p = parts(&[]);
+        prepare_request(&mut p, &HeaderValue::from_static("203.0.113.9"), false);
+        assert!(!p.headers.contains_key("x-forwarded-host"));
+        // HTTP/2: the Host made from the absolute-form target.
+        let mut p = http::Request::builder()
+            .version(Version::HTTP_2)
+            .uri("https://h2.example:8443/p?q")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        prepare_request(&mut p, &HeaderValue::from_static("203.0.113.9"), false);
+        assert_eq!(p.headers["host"], "h2.example:8443");
+        assert_eq!(p.headers["x-forwarded-host"], "h2.example:8443");
+        assert_eq!(p.uri, "/p?q");
+        assert_eq!(p.version, Version::HTTP_11);
     }
 
     #[test]
