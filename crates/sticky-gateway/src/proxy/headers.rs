@@ -49,6 +49,16 @@ const HOP_TE: u16 = 1 << 5;
 const HOP_TRAILER: u16 = 1 << 6;
 const HOP_TRANSFER_ENCODING: u16 = 1 << 7;
 const HOP_UPGRADE: u16 = 1 << 8;
+/// Not a header: `Connection` came more than once.
+const HOP_CONNECTION_REPEATED: u16 = 1 << 9;
+/// The headers removed by name whatever `Connection` says.
+const HOP_FIXED: u16 = HOP_KEEP_ALIVE
+    | HOP_PROXY_CONNECTION
+    | HOP_PROXY_AUTHENTICATE
+    | HOP_PROXY_AUTHORIZATION
+    | HOP_TE
+    | HOP_TRAILER
+    | HOP_TRANSFER_ENCODING;
 
 /// Which of the fixed hop-by-hop headers are present, as `HOP_*` bits.
 ///
@@ -60,10 +70,23 @@ const HOP_UPGRADE: u16 = 1 << 8;
 /// request (callgrind).
 fn hop_by_hop_present(headers: &HeaderMap) -> u16 {
     let mut mask = 0;
-    for name in headers.keys() {
-        mask |= hop_bit(name);
+    // Every value, not just every name: a second `Connection` value is
+    // noticed here, so a lone one is removed without looking it up first.
+    for name in headers.iter().map(|(n, _)| n) {
+        mask = with_hop_bit(mask, name);
     }
     mask
+}
+
+/// `mask` plus the bit of one more header (a name repeats once per value).
+#[inline(always)]
+fn with_hop_bit(mask: u16, name: &HeaderName) -> u16 {
+    let bit = hop_bit(name);
+    if bit & mask & HOP_CONNECTION != 0 {
+        mask | HOP_CONNECTION_REPEATED
+    } else {
+        mask | bit
+    }
 }
 
 /// The `HOP_*` bit of one header name, 0 for an end-to-end header.
@@ -135,7 +158,7 @@ fn strip_present(headers: &mut HeaderMap, present: u16, upgrade: bool) {
         // A single value (the usual case) is taken out by `remove` itself and
         // needs no list. Not `entry`: it reserves room for an insert, and
         // would grow (reallocate) a map that hyper sized exactly.
-        if headers.get_all(header::CONNECTION).iter().nth(1).is_none() {
+        if present & HOP_CONNECTION_REPEATED == 0 {
             if let Some(first) = headers.remove(header::CONNECTION) {
                 remove_connection_named(headers, &first, upgrade);
             }
@@ -152,7 +175,19 @@ fn strip_present(headers: &mut HeaderMap, present: u16, upgrade: bool) {
         }
     }
     // A header the walk did not see cannot have appeared since: removing it
-    // again would only hash its name for nothing.
+    // again would only hash its name for nothing. Usually none was seen.
+    if present & HOP_FIXED != 0 {
+        remove_fixed(headers, present);
+    }
+    if upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else if present & HOP_UPGRADE != 0 {
+        headers.remove(header::UPGRADE);
+    }
+}
+
+/// Removes the fixed hop-by-hop headers whose bits are set in `present`.
+fn remove_fixed(headers: &mut HeaderMap, present: u16) {
     let fixed: [(u16, &HeaderName); 7] = [
         (HOP_KEEP_ALIVE, &KEEP_ALIVE),
         (HOP_PROXY_CONNECTION, &PROXY_CONNECTION),
@@ -166,11 +201,6 @@ fn strip_present(headers: &mut HeaderMap, present: u16, upgrade: bool) {
         if present & bit != 0 {
             headers.remove(name);
         }
-    }
-    if upgrade {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else if present & HOP_UPGRADE != 0 {
-        headers.remove(header::UPGRADE);
     }
 }
 
@@ -196,7 +226,7 @@ pub fn prepare_request(parts: &mut Parts, forwarded_for: &HeaderValue, upgrade: 
                 host = Some(value.clone());
             }
         } else {
-            present |= hop_bit(name);
+            present = with_hop_bit(present, name);
         }
     }
     strip_present(&mut parts.headers, present, upgrade);
