@@ -122,8 +122,14 @@ fn hop_bit(name: &HeaderName) -> u16 {
 fn remove_connection_named(headers: &mut HeaderMap, v: &HeaderValue, upgrade: bool) {
     // A lone option, `Connection: keep-alive` from nginx and most backends,
     // names nothing: settled without validating, splitting and trimming.
+    // The exact lowercase bytes first: a plain compare, where ignoring case
+    // folds every byte.
     let b = v.as_bytes();
-    if b.eq_ignore_ascii_case(b"keep-alive") || b.eq_ignore_ascii_case(b"close") {
+    if b == b"keep-alive"
+        || b == b"close"
+        || b.eq_ignore_ascii_case(b"keep-alive")
+        || b.eq_ignore_ascii_case(b"close")
+    {
         return;
     }
     let Ok(s) = v.to_str() else { return };
