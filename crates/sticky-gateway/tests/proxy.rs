@@ -564,3 +564,24 @@ async fn routes_apply_their_own_persistence() {
     let r = get(gw.addr, "/", None).await;
     assert!(r.set_cookie("sticky").is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_half_closes_after_its_request_is_answered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let b = Backend::start("b1").await;
+    let running = in_process_gateway(&[&b], |_| {}).await;
+    let mut s = tokio::net::TcpStream::connect(running.addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nhost: app.test\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    s.shutdown().await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got))
+        .await
+        .expect("answered and closed")
+        .unwrap();
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.ends_with("b1"), "{text}");
+    running.shutdown().await;
+}
