@@ -4,7 +4,7 @@
 //!
 //! Both timeouts are kept by one small watchdog task per connection that
 //! wakes once per period and reads a few counters the connection bumps as
-//! it goes ([`ConnState`]), rather than by timers armed on every request
+//! it goes (`ConnState`), rather than by timers armed on every request
 //! (hyper's header-read timer allocated and registered one per request).
 
 use std::pin::Pin;

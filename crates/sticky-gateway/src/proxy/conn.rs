@@ -1,7 +1,7 @@
 //! One keep-alive HTTP/1.1 connection to a backend, driven by the task of
 //! the request using it: the head and body are written and the answer read
 //! in place, with no connection task, channel or wake-up in between (see
-//! [`codec`](super::codec) for why).
+//! [`codec`] for why).
 
 use std::future::Future;
 use std::io;

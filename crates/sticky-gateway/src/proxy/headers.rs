@@ -151,7 +151,7 @@ fn remove_connection_named(headers: &mut HeaderMap, v: &HeaderValue, upgrade: bo
 /// `Upgrade`. With `upgrade`, `Upgrade` and `Connection: upgrade` stay, as
 /// the upgrade is forwarded.
 ///
-/// Only the headers found present are removed (see [`hop_by_hop_present`]):
+/// Only the headers found present are removed (see `hop_by_hop_present`):
 /// a request with none, the usual case, costs one walk over its names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     let present = hop_by_hop_present(headers);
