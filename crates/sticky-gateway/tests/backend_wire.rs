@@ -1,7 +1,8 @@
 //! The gateway's own HTTP/1.1 client against a scripted backend that answers
 //! in each framing the protocol allows, over loopback: chunked with
 //! trailers, close-delimited, interim 1xx answers, HEAD, 204, garbage, and
-//! keep-alive connections the backend closes while they sit idle in the pool.
+//! keep-alive connections the backend closes while they sit idle in the pool;
+//! and a client's chunked upload re-framed for the backend.
 
 mod common;
 
@@ -197,5 +198,30 @@ async fn a_connection_the_backend_closed_while_idle_is_not_used() {
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 5);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_upload_is_re_chunked_to_the_backend() {
+    let b = Backend::start("b1").await;
+    let gw = in_process_gateway(&[&b], |_| {}).await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(
+        b"POST /upload HTTP/1.1\r\nhost: app.test\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n\
+          5\r\nhello\r\n6\r\n world\r\n0\r\nx-sum: 11\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got))
+        .await
+        .expect("answered")
+        .unwrap();
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.ends_with("\r\n\r\n11"),
+        "the backend read 11 body bytes: {text}"
+    );
     gw.shutdown().await;
 }
