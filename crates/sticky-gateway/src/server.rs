@@ -130,9 +130,11 @@ async fn serve_connection(
     let svc_state = state.clone();
     let svc = service_fn(move |req: http::Request<Incoming>| {
         let busy = Busy::begin(&svc_state, req.version() == http::Version::HTTP_2);
-        let served = handle(svc_gw.clone(), info.clone(), req);
+        let (gw, info) = (svc_gw.clone(), info.clone());
+        // `handle`'s future (a few KiB) is made inside this one, on its first
+        // poll, rather than made here and moved in.
         async move {
-            let response = served.await?;
+            let response = handle(gw, info, req).await?;
             Ok::<_, std::convert::Infallible>(
                 response.map(|inner| ServedBody { inner, _busy: busy }),
             )
