@@ -113,7 +113,8 @@ for p in 9001 9002 9003 8081 8082 8083 8084; do wait_port $p; done
 
 # ---------------------------------------------------------------- scenarios wanted
 SCEN_ALL="direct haproxy-rr haproxy-cookie-new haproxy-cookie-sticky haproxy-cookie-sticky-long nginx-rr nginx-hash-new nginx-hash-sticky nginx-hash-sticky-long sticky-new sticky-sticky sticky-sticky-long"
-SCEN_DEFAULT="direct haproxy-cookie-new haproxy-cookie-sticky haproxy-cookie-sticky-long nginx-hash-new nginx-hash-sticky nginx-hash-sticky-long sticky-new sticky-sticky sticky-sticky-long"
+# Peers on the same workload run back to back, so a per-round ratio compares neighbouring windows.
+SCEN_DEFAULT="direct haproxy-cookie-new sticky-new nginx-hash-new haproxy-cookie-sticky sticky-sticky nginx-hash-sticky haproxy-cookie-sticky-long sticky-sticky-long nginx-hash-sticky-long"
 SCENARIOS=${SCENARIOS:-$SCEN_DEFAULT}
 for s in $SCENARIOS; do
   case " $SCEN_ALL " in *" $s "*) ;; *) echo "unknown scenario $s (known: $SCEN_ALL)"; exit 1;; esac
@@ -261,8 +262,13 @@ SUM="$OUTDIR/summary.tsv"
   printf "round\tscenario\treq_s\tavg_us\tp50_us\tp75_us\tp90_us\tp99_us\tmax_us\tnon2xx\tsock_err\tsut_cpu_pct\tbackend_cpu_pct\tmachine_busy_pct\tsut_us_per_req\tmachine_us_per_req\tsoftirq_pct\tsteal_pct\n"
 } >"$SUM"
 
+reversed() { local out="" s; for s in $1; do out="$s $out"; done; echo "$out"; }
 for r in $(seq 1 "$ROUNDS"); do
-  for s in $SCENARIOS; do
+  # Every other round runs the list backwards (A B, then B A): a steady drift of
+  # the VM's speed then favours neither side of a pair.
+  order=$SCENARIOS
+  [ $((r % 2)) = 0 ] && order=$(reversed "$SCENARIOS")
+  for s in $order; do
     IFS='|' read -r url ck sut <<<"$(scen "$s")"
     case $s in sticky-*) [ "$GATEWAY_OK" = 1 ] || continue;; esac
     sut_pid=$(cat "$RUN/$sut.pid")

@@ -11,10 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Scenarios run when `SCENARIOS` is not given (the `*-rr` ones exist but are opt-in).
-const DEFAULT_SCENARIOS: &str = "direct haproxy-cookie-new haproxy-cookie-sticky \
-haproxy-cookie-sticky-long nginx-hash-new nginx-hash-sticky nginx-hash-sticky-long \
-sticky-new sticky-sticky sticky-sticky-long";
+/// Scenarios run when `SCENARIOS` is not given (the `*-rr` ones exist but are opt-in),
+/// peers on the same workload next to each other (run.sh alternates the order by round).
+const DEFAULT_SCENARIOS: &str = "direct haproxy-cookie-new sticky-new nginx-hash-new \
+haproxy-cookie-sticky sticky-sticky nginx-hash-sticky haproxy-cookie-sticky-long \
+sticky-sticky-long nginx-hash-sticky-long";
 
 /// Every scenario the script knows.
 const ALL_SCENARIOS: &str = "direct haproxy-rr haproxy-cookie-new haproxy-cookie-sticky \
