@@ -3,8 +3,9 @@
 # callgrind: unlike CPU time, the count barely moves with the VM's speed, so two builds
 # can be compared one after the other (the spread between runs is under 1 %).
 #
-# Usage:  instructions.sh GATEWAY_BIN [sticky|new] [OUT_FILE]
-#   sticky: every request carries a valid affinity cookie; new: none (a new session each).
+# Usage:  instructions.sh GATEWAY_BIN [sticky|new|long] [OUT_FILE]
+#   sticky: every request carries a valid affinity cookie; new: none (a new session each);
+#   long: the cookie in the middle of bench-peers' 7-cookie header.
 # Runs three nginx backends (CPU 0), the gateway under valgrind (CPU 1), and wrk (CPU 0,
 # 16 connections, 10 s); prints requests, instructions, instructions/request. Inspect
 # OUT_FILE with `callgrind_annotate --inclusive=yes OUT_FILE`. Needs nginx, wrk, curl,
@@ -38,6 +39,7 @@ for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$GP/" && break; s
 tok=$(curl -si "http://127.0.0.1:$GP/" | tr -d '\r' | sed -n 's/^[Ss]et-[Cc]ookie: sticky=\([^;]*\);.*/\1/p')
 hdr=()
 [ "$MODE" = sticky ] && hdr=(-H "Cookie: sticky=$tok")
+[ "$MODE" = long ] && hdr=(-H "Cookie: _ga=GA1.2.1234567890.1700000000; _gid=GA1.2.987654321.1700000000; sessionid=3f2a9c0e7b6d4a1f8e2c5b7a9d0f1e3c; csrftoken=Zx8yQw7vU6tS5rR4qP3oN2mL1kJ0iHgF; sticky=$tok; theme=dark; lang=en-US")
 taskset -c 0 timeout 30 wrk -t1 -c16 -d10s "${hdr[@]}" "http://127.0.0.1:$GP/" > "$RUN/wrk.txt"
 n=$(awk '/requests in/{print $1}' "$RUN/wrk.txt")
 kill "$G"; wait "$G" 2>/dev/null || true

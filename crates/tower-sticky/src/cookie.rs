@@ -192,15 +192,22 @@ fn pairs(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> {
         .flat_map(|v| pieces(v.as_bytes()))
         .filter_map(|pair| {
             let pair = trim(pair);
-            let eq = memchr::memchr(b'=', pair)?;
+            let eq = name_end(pair)?;
             Some((trim(&pair[..eq]), trim(&pair[eq + 1..])))
         })
+}
+
+/// Where a piece's first `=` is. A plain loop, not `memchr`: the `=` ends a
+/// short name, and the call's set-up cost more than the few bytes before it.
+#[inline]
+fn name_end(pair: &[u8]) -> Option<usize> {
+    pair.iter().position(|&b| b == b'=')
 }
 
 /// A piece's cookie name: up to its first `=` (all of it if none), trimmed.
 #[inline]
 fn pair_name(pair: &[u8]) -> &[u8] {
-    trim(&pair[..memchr::memchr(b'=', pair).unwrap_or(pair.len())])
+    trim(&pair[..name_end(pair).unwrap_or(pair.len())])
 }
 
 #[inline]
@@ -248,11 +255,12 @@ fn classify(v: &[u8], name: &[u8]) -> (bool, bool) {
 /// lookup and freeing the removed header (callgrind).
 pub fn strip_cookie(headers: &mut HeaderMap, name: &str) {
     let name = name.as_bytes();
-    let (mut any_ours, mut any_other) = (false, false);
+    let (mut any_ours, mut any_other, mut count) = (false, false, 0usize);
     for v in headers.get_all(COOKIE) {
         let (ours, other) = classify(v.as_bytes(), name);
         any_ours |= ours;
         any_other |= other;
+        count += 1;
     }
     if !any_ours {
         return;
@@ -261,6 +269,20 @@ pub fn strip_cookie(headers: &mut HeaderMap, name: &str) {
     // nothing but ours, so dropping them all needs no rewrite and no allocation.
     if !any_other {
         headers.remove(COOKIE);
+        return;
+    }
+    // One header holding ours among the application's (HTTP/1.1 browsers):
+    // rewritten in place, without taking the map's values out and back.
+    if count == 1 {
+        let kept = headers
+            .get(COOKIE)
+            .and_then(|v| without(v.as_bytes(), name));
+        match (kept, headers.get_mut(COOKIE)) {
+            (Some(kept), Some(v)) => *v = kept,
+            _ => {
+                headers.remove(COOKIE);
+            }
+        }
         return;
     }
     let old: Vec<HeaderValue> = match headers.entry(COOKIE) {
@@ -272,25 +294,30 @@ pub fn strip_cookie(headers: &mut HeaderMap, name: &str) {
             headers.append(COOKIE, v);
             continue;
         }
-        // The others, trimmed and joined with "; ", built in the buffer the
-        // new value then owns (no second copy).
-        let mut joined: Vec<u8> = Vec::with_capacity(v.len());
-        for p in pieces(v.as_bytes()).map(trim) {
-            if p.is_empty() || pair_name(p) == name {
-                continue;
-            }
-            if !joined.is_empty() {
-                joined.extend_from_slice(b"; ");
-            }
-            joined.extend_from_slice(p);
-        }
-        if joined.is_empty() {
-            continue;
-        }
-        if let Ok(v) = HeaderValue::try_from(joined) {
-            headers.append(COOKIE, v);
+        if let Some(kept) = without(v.as_bytes(), name) {
+            headers.append(COOKIE, kept);
         }
     }
+}
+
+/// A `Cookie` value's other cookies, trimmed and joined with "; ", built in
+/// the buffer the new value then owns (no second copy); `None` if none is
+/// left.
+fn without(v: &[u8], name: &[u8]) -> Option<HeaderValue> {
+    let mut joined: Vec<u8> = Vec::with_capacity(v.len());
+    for p in pieces(v).map(trim) {
+        if p.is_empty() || pair_name(p) == name {
+            continue;
+        }
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(p);
+    }
+    if joined.is_empty() {
+        return None;
+    }
+    HeaderValue::try_from(joined).ok()
 }
 
 /// Appends `Set-Cookie` (never replacing the application's own) and makes
