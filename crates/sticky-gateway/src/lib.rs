@@ -4,10 +4,11 @@
 //! The binary's pieces, one concern per module:
 //! [`config`] (the TOML file and its validation), [`cli`], [`routes`] (host
 //! and prefix routes, each with its own backend table and engine),
-//! [`proxy`] (the request path, connection pools, header rewriting,
-//! upgrades), [`server`] (the client side), [`health`] (active probes),
-//! [`reload`] (SIGHUP and upkeep), [`shutdown`], [`keyfile`], [`demo`],
-//! [`access_log`], [`admin`] (the admin API) and [`admin_view`].
+//! [`proxy`] (the request path, the HTTP/1.1 backend client and its
+//! connection pools, header rewriting, upgrades), [`server`] (the client
+//! side), [`health`] (active probes), [`reload`] (SIGHUP and upkeep),
+//! [`shutdown`], [`keyfile`], [`demo`], [`access_log`], [`admin`] (the admin
+//! API) and [`admin_view`].
 //!
 //! Tests and tools start a gateway in-process with [`run::start`].
 
