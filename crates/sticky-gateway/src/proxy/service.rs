@@ -109,18 +109,15 @@ enum ExchangeError {
     Io(std::io::Error),
 }
 
-/// Sends the request and reads the answer's head. A reused connection that
-/// fails on the head's write was closed by the backend while idle and took
-/// nothing: the head goes once more on a fresh connection, the body (not
-/// read yet) after it.
-async fn exchange(
+/// Writes the request head. A reused connection that fails on it was closed
+/// by the backend while idle and took nothing: the head goes once more on a
+/// fresh connection.
+async fn send_head(
     conn: &mut BackendConn,
     pool: &Pool,
     parts: &http::request::Parts,
-    body: Incoming,
-    upgrade: bool,
-) -> Result<ResponseHead, ExchangeError> {
-    let framing = RequestFraming::of(&parts.headers, body.is_end_stream());
+    framing: RequestFraming,
+) -> Result<(), ExchangeError> {
     if let Err(e) = conn.write_head(parts, framing, pool.address()).await {
         if !conn.is_reused() {
             return Err(ExchangeError::Io(e));
@@ -130,12 +127,34 @@ async fn exchange(
             .await
             .map_err(ExchangeError::Io)?;
     }
-    conn.write_body(body, framing)
-        .await
-        .map_err(ExchangeError::Io)?;
-    conn.read_head(&parts.method, upgrade)
-        .await
-        .map_err(ExchangeError::Io)
+    Ok(())
+}
+
+/// A backend that took nothing because it could not be reached: the request
+/// counts as failed on it, and it is ejected at once (its idle connections
+/// dropped) so that deciding again fails the session over per the route's
+/// policy.
+fn eject(
+    route: &Route,
+    pool: &Pool,
+    guard: Option<InFlight>,
+    error: &dyn std::fmt::Display,
+    attempt: u32,
+) {
+    let status = guard.as_ref().map(|g| g.status().clone());
+    if let Some(g) = guard {
+        g.finish(false);
+    }
+    if let Some(s) = status {
+        let cool = route
+            .config
+            .ejection
+            .cool_down()
+            .max(Duration::from_secs(1));
+        s.eject(route.router.config().clock_ref().now_ms(), cool);
+    }
+    pool.clear();
+    tracing::warn!(route = %route.config.name, backend = %pool.name(), error = %error, attempt, "backend unreachable, ejected");
 }
 
 async fn forward(
@@ -152,7 +171,13 @@ async fn forward(
         // Only client-address affinity reads it; inserting allocates.
         parts.extensions.insert(PeerAddr(conn.peer));
     }
+    let unreachable = |decision, pool: &Pool| Served {
+        response: plain(StatusCode::BAD_GATEWAY, "no backend could be reached\n"),
+        backend: Some(pool.name().clone()),
+        decision: Some(decision),
+    };
     let mut attempts = 0u32;
+    let mut prepared = false;
     loop {
         // The table guard is dropped before any await.
         let (decision, pool, guard): (Decision, Arc<Pool>, _) = {
@@ -170,49 +195,49 @@ async fn forward(
         let mut backend = match acquire(&pool).await {
             Ok(c) => c,
             Err(e) => {
-                // Nothing reached the backend: eject it at once and decide
-                // again, which fails the session over per the route's policy.
-                let status = guard.as_ref().map(|g| g.status().clone());
-                if let Some(g) = guard {
-                    g.finish(false);
-                }
-                if let Some(s) = status {
-                    let cool = route
-                        .config
-                        .ejection
-                        .cool_down()
-                        .max(Duration::from_secs(1));
-                    s.eject(router.config().clock_ref().now_ms(), cool);
-                }
-                pool.clear();
-                tracing::warn!(route = %route.config.name, backend = %pool.name(), error = %e, attempt = attempts + 1, "backend unreachable, ejected");
                 attempts += 1;
+                eject(route, &pool, guard, &e, attempts);
                 if attempts > route.config.retries {
-                    return Served {
-                        response: plain(StatusCode::BAD_GATEWAY, "no backend could be reached\n"),
-                        backend: Some(pool.name().clone()),
-                        decision: Some(decision),
-                    };
+                    return unreachable(decision, &pool);
                 }
                 continue;
             }
         };
-        router.prepare_request(&decision, &mut parts.headers);
-        headers::prepare_request(&mut parts, &conn.forwarded_for, upgrade);
-        let head = match exchange(&mut backend, &pool, &parts, body, upgrade).await {
+        if !prepared {
+            // Once: a request sent elsewhere after a failed first write keeps
+            // the head as prepared (our token already removed, the client
+            // already appended to X-Forwarded-For).
+            router.prepare_request(&decision, &mut parts.headers);
+            headers::prepare_request(&mut parts, &conn.forwarded_for, upgrade);
+            prepared = true;
+        }
+        let framing = RequestFraming::of(&parts.headers, body.is_end_stream());
+        let sent = send_head(&mut backend, &pool, &parts, framing).await;
+        let sent = match sent {
+            Ok(()) => match backend.write_body(body, framing).await {
+                Ok(()) => backend.read_head(&parts.method, upgrade).await,
+                Err(e) => Err(e),
+            },
+            Err(ExchangeError::Unsent(e)) => {
+                // The backend vanished under a pooled connection and takes no
+                // new one; nothing was sent, so the request goes elsewhere
+                // (as a new session when our token was removed already).
+                attempts += 1;
+                eject(route, &pool, guard, &e, attempts);
+                if attempts > route.config.retries {
+                    return unreachable(decision, &pool);
+                }
+                continue;
+            }
+            Err(ExchangeError::Io(e)) => Err(e),
+        };
+        let head = match sent {
             Ok(head) => head,
             Err(e) => {
                 if let Some(g) = guard {
                     g.finish(false);
                 }
-                match e {
-                    ExchangeError::Unsent(e) => {
-                        tracing::warn!(backend = %pool.name(), error = %e, "backend unreachable after a stale connection")
-                    }
-                    ExchangeError::Io(e) => {
-                        tracing::warn!(backend = %pool.name(), error = %e, "backend request failed")
-                    }
-                }
+                tracing::warn!(backend = %pool.name(), error = %e, "backend request failed");
                 return Served {
                     response: plain(StatusCode::BAD_GATEWAY, "the backend failed to answer\n"),
                     backend: Some(pool.name().clone()),
@@ -289,5 +314,80 @@ fn rejected(decision: Decision) -> Served {
         response,
         backend: None,
         decision: Some(decision),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::pool::PoolSettings;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// A connection whose backend end was reset (closed with unread state
+    /// discarded), marked as having carried an exchange before.
+    async fn reset_connection(reused: bool) -> BackendConn {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (c, s) = tokio::join!(TcpStream::connect(l.local_addr().unwrap()), l.accept());
+        let server = s.unwrap().0;
+        // A zero linger resets instead of closing (and never blocks, which
+        // is what the deprecation warns of).
+        #[allow(deprecated)]
+        server.set_linger(Some(Duration::ZERO)).unwrap();
+        drop(server);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut conn = BackendConn::new(c.unwrap());
+        if reused {
+            conn.finish_exchange();
+        }
+        conn
+    }
+
+    fn pool(address: std::net::SocketAddr) -> Pool {
+        let settings = PoolSettings {
+            connect_timeout: Duration::from_secs(2),
+            max_idle: 4,
+        };
+        Pool::new("b", &address.to_string(), settings)
+    }
+
+    fn head() -> http::request::Parts {
+        Request::get("/x")
+            .header("host", "app.test")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0
+    }
+
+    #[tokio::test]
+    async fn a_head_refused_by_a_reused_connection_goes_on_a_fresh_one_or_is_unsent() {
+        // The fresh connection is made and carries the head.
+        let live = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let p = pool(live.local_addr().unwrap());
+        let mut conn = reset_connection(true).await;
+        let sent = send_head(&mut conn, &p, &head(), RequestFraming::Empty).await;
+        assert!(sent.is_ok(), "sent on a fresh connection");
+        let (mut s, _) = live.accept().await.unwrap();
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"GET /x HTTP/1.1\r\n"));
+
+        // No fresh connection to be had: nothing was sent, so the caller may
+        // send the request to another backend.
+        let gone = pool(closed_port());
+        let mut conn = reset_connection(true).await;
+        let sent = send_head(&mut conn, &gone, &head(), RequestFraming::Empty).await;
+        assert!(matches!(sent, Err(ExchangeError::Unsent(_))));
+
+        // A connection new for this request failing is an I/O error, not retried.
+        let mut conn = reset_connection(false).await;
+        let sent = send_head(&mut conn, &p, &head(), RequestFraming::Empty).await;
+        assert!(matches!(sent, Err(ExchangeError::Io(_))));
+    }
+
+    fn closed_port() -> std::net::SocketAddr {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
     }
 }
