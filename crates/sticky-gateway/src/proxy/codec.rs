@@ -77,8 +77,9 @@ impl RequestFraming {
     /// `body_ended` is whether the body is known to be empty.
     pub fn of(headers: &HeaderMap, body_ended: bool) -> Self {
         match headers.get(header::CONTENT_LENGTH) {
-            // The server side (hyper) has already checked the number.
-            Some(v) => match v.to_str().ok().and_then(|s| s.trim().parse().ok()) {
+            // The server side (hyper) has already checked the number, and
+            // accepts a list of equal ones ("5, 5").
+            Some(v) => match content_length(v.as_bytes()) {
                 Some(n) => RequestFraming::Length(n),
                 None => RequestFraming::Chunked,
             },
@@ -86,6 +87,24 @@ impl RequestFraming {
             None => RequestFraming::Chunked,
         }
     }
+}
+
+/// A `Content-Length` value: digits only (no sign), or a comma-separated
+/// list of equal numbers, as hyper accepts on the client side.
+fn content_length(raw: &[u8]) -> Option<u64> {
+    let mut n = None;
+    for item in raw.split(|&b| b == b',') {
+        let digits = item.trim_ascii();
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let v = std::str::from_utf8(digits).ok()?.parse::<u64>().ok()?;
+        if n.is_some_and(|n| n != v) {
+            return None;
+        }
+        n = Some(v);
+    }
+    n
 }
 
 /// Writes a request head into `out` (cleared first). The target is the
@@ -267,10 +286,7 @@ fn build_head(
             continue;
         }
         if name == header::CONTENT_LENGTH {
-            let n = std::str::from_utf8(raw)
-                .ok()
-                .and_then(|s| s.trim().parse::<u64>().ok())
-                .ok_or(ProtocolError::ContentLength)?;
+            let n = content_length(raw).ok_or(ProtocolError::ContentLength)?;
             if length.is_some_and(|l| l != n) {
                 return Err(ProtocolError::ContentLength);
             }
@@ -473,6 +489,10 @@ mod tests {
         assert_eq!(RequestFraming::of(&h, false), RequestFraming::Chunked);
         h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("12"));
         assert_eq!(RequestFraming::of(&h, false), RequestFraming::Length(12));
+        // A list of equal lengths (hyper lets it through) is one length, not
+        // a reason to add chunked framing beside it.
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5, 5"));
+        assert_eq!(RequestFraming::of(&h, false), RequestFraming::Length(5));
     }
 
     #[test]
@@ -517,6 +537,11 @@ mod tests {
         assert_eq!(h.framing, ResponseFraming::Chunked);
         assert!(!h.parts.headers.contains_key("content-length"));
         assert!(!h.parts.headers.contains_key("transfer-encoding"));
+        let h = f(
+            "HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\n\r\n",
+            Method::GET,
+        );
+        assert_eq!(h.framing, ResponseFraming::Length(3));
         let h = f("HTTP/1.1 200 OK\r\n\r\n", Method::GET);
         assert_eq!(h.framing, ResponseFraming::Close);
         assert!(!h.keep_alive);
@@ -568,6 +593,8 @@ mod tests {
         for raw in [
             "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\n",
             "SPAM\r\n\r\n",
             "HTTP/1.1 101 Switching Protocols\r\n\r\n",
         ] {
