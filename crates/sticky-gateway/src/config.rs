@@ -650,6 +650,20 @@ pub fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
                 format!("duplicate route name {:?}", route.name),
             ));
         }
+        // The second of two routes with one host and prefix would never match.
+        if let Some(o) = routes
+            .iter()
+            .find(|o: &&RouteConfig| o.host == route.host && o.prefix == route.prefix)
+        {
+            let host = route.host.as_deref().unwrap_or("any host");
+            return Err(ConfigError::new(
+                format!("routes[{i}].prefix"),
+                format!(
+                    "route {:?} has the same host ({host}) and prefix ({:?}) as route {:?}",
+                    route.name, route.prefix, o.name
+                ),
+            ));
+        }
         routes.push(route);
     }
     Ok(GatewayConfig {
@@ -801,8 +815,12 @@ fn validate_route(at: &str, r: RawRoute) -> Result<RouteConfig, ConfigError> {
                 path,
                 interval,
                 timeout: dur(&hf("timeout"), &h.timeout)?.unwrap_or(Duration::from_secs(2)),
-                healthy_threshold: h.healthy_threshold.unwrap_or(2).max(1),
-                unhealthy_threshold: h.unhealthy_threshold.unwrap_or(3).max(1),
+                healthy_threshold: at_least_one(&hf("healthy_threshold"), h.healthy_threshold, 2)?,
+                unhealthy_threshold: at_least_one(
+                    &hf("unhealthy_threshold"),
+                    h.unhealthy_threshold,
+                    3,
+                )?,
             })
         }
     };
@@ -862,13 +880,35 @@ fn validate_route(at: &str, r: RawRoute) -> Result<RouteConfig, ConfigError> {
         retries: r.retries.unwrap_or(2),
         persistence,
         absolute_timeout: dur(&sp("absolute_timeout"), &p.absolute_timeout)?,
-        idle_timeout: dur(&sp("idle_timeout"), &p.idle_timeout)?,
+        idle_timeout: idle_timeout(&sp("idle_timeout"), &p.idle_timeout)?,
         refresh_interval: dur(&sp("refresh_interval"), &p.refresh_interval)?,
         strip_token: p.strip_token.unwrap_or(true),
         health_check,
         ejection,
         backends,
     })
+}
+
+/// A probe streak: at least one probe decides (0 would flip a backend's
+/// health on no evidence at all).
+fn at_least_one(field: &str, v: Option<u32>, default: u32) -> Result<u32, ConfigError> {
+    match v.unwrap_or(default) {
+        0 => Err(ConfigError::new(field, "must be at least 1")),
+        n => Ok(n),
+    }
+}
+
+/// The idle timeout: tokens count whole seconds, so anything under a
+/// second (`"0s"` included) would end every session at once.
+fn idle_timeout(field: &str, v: &Option<String>) -> Result<Option<Duration>, ConfigError> {
+    let d = dur(field, v)?;
+    if d.is_some_and(|d| d < Duration::from_secs(1)) {
+        return Err(ConfigError::new(
+            field,
+            "must be at least 1s (every session would idle-expire at once); leave it out for no idle timeout",
+        ));
+    }
+    Ok(d)
 }
 
 /// Checks a cookie name (an RFC 6265 token).
@@ -946,6 +986,51 @@ address = "127.0.0.1:9001"
         ))
         .unwrap_err();
         assert_eq!(e.field, "timeouts.connect");
+    }
+
+    #[test]
+    fn settings_that_would_silently_break_stickiness_are_refused() {
+        let route = |extra: &str| MINIMAL.replace("[[routes]]", &format!("[[routes]]\n{extra}"));
+        for idle in ["0s", "0ms", "500ms"] {
+            let e = GatewayConfig::from_toml(&route(&format!(
+                "[routes.session_persistence]\nidle_timeout = \"{idle}\""
+            )))
+            .unwrap_err();
+            assert_eq!(
+                e.field, "routes[0].session_persistence.idle_timeout",
+                "{idle}"
+            );
+        }
+        let ok = GatewayConfig::from_toml(&route(
+            "[routes.session_persistence]\nidle_timeout = \"1s\"",
+        ));
+        assert!(ok.is_ok());
+        for which in ["healthy_threshold", "unhealthy_threshold"] {
+            let e =
+                GatewayConfig::from_toml(&route(&format!("[routes.health_check]\n{which} = 0")))
+                    .unwrap_err();
+            assert_eq!(e.field, format!("routes[0].health_check.{which}"));
+            assert!(e.to_string().contains("at least 1"), "{e}");
+        }
+        let twice = |a: &str, b: &str| {
+            format!(
+                "[[routes]]\nname = \"one\"\n{a}\n[[routes.backends]]\nname = \"a\"\naddress = \"127.0.0.1:1\"\n\
+                 [[routes]]\nname = \"two\"\n{b}\n[[routes.backends]]\nname = \"a\"\naddress = \"127.0.0.1:1\"\n"
+            )
+        };
+        let e =
+            GatewayConfig::from_toml(&twice("prefix = \"/api\"", "prefix = \"/api\"")).unwrap_err();
+        assert_eq!(e.field, "routes[1].prefix");
+        assert!(e.to_string().contains("\"one\""), "{e}");
+        let e = GatewayConfig::from_toml(&twice(
+            "host = \"App.test\"\nprefix = \"/\"",
+            "host = \"app.test\"",
+        ))
+        .unwrap_err();
+        assert_eq!(e.field, "routes[1].prefix");
+        // Another host, or another prefix, is another route.
+        assert!(GatewayConfig::from_toml(&twice("host = \"a.test\"", "host = \"b.test\"")).is_ok());
+        assert!(GatewayConfig::from_toml(&twice("prefix = \"/a\"", "")).is_ok());
     }
 
     #[test]
