@@ -408,7 +408,8 @@ pub struct RouteConfig {
     pub hash_balance_factor: f64,
     /// Slow start window.
     pub slow_start: Option<Duration>,
-    /// Removal grace.
+    /// How long a backend gone from the file stays in state `removed`,
+    /// serving its pinned sessions but no new ones, before it is dropped.
     pub removal_grace: Option<Duration>,
     /// Retries after connect failures.
     pub retries: u32,

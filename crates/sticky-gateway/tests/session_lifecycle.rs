@@ -39,7 +39,12 @@ async fn a_session_used_every_second_stays_on_its_backend_for_30_s_under_a_10_s_
         let before = jar.cookie.clone();
         let r = jar.get(gw.addr, "/cart").await;
         assert_eq!(r.status, StatusCode::OK);
-        assert_eq!(r.backend(), home, "request {i}: the cart moved: {}", gw.logs());
+        assert_eq!(
+            r.backend(),
+            home,
+            "request {i}: the cart moved: {}",
+            gw.logs()
+        );
         refreshed += usize::from(jar.cookie != before);
     }
     assert!(
