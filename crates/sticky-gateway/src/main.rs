@@ -63,6 +63,11 @@ fn run_gateway(config: GatewayConfig, path: Option<std::path::PathBuf>) -> ExitC
                 r.until_signal().await;
                 ExitCode::SUCCESS
             }
+            // A file or setting that cannot be used: a configuration error.
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                eprintln!("sticky-gateway: invalid configuration: {e}");
+                ExitCode::from(2)
+            }
             Err(e) => {
                 eprintln!("sticky-gateway: cannot start: {e}");
                 ExitCode::FAILURE

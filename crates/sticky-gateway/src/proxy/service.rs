@@ -28,6 +28,8 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// The peer's `X-Forwarded-For` entry, made once per connection.
     pub forwarded_for: HeaderValue,
+    /// The connection came through a TLS listener.
+    pub tls: bool,
 }
 
 impl ConnInfo {
@@ -36,6 +38,15 @@ impl ConnInfo {
         Self {
             peer,
             forwarded_for: headers::forwarded_for_value(peer),
+            tls: false,
+        }
+    }
+
+    /// Information about a connection from `peer` through a TLS listener.
+    pub fn over_tls(peer: SocketAddr) -> Self {
+        Self {
+            tls: true,
+            ..Self::new(peer)
         }
     }
 }
@@ -209,6 +220,9 @@ async fn forward(
             // already appended to X-Forwarded-For).
             router.prepare_request(&decision, &mut parts.headers);
             headers::prepare_request(&mut parts, &conn.forwarded_for, upgrade);
+            if conn.tls {
+                crate::tls::mark_forwarded_https(&mut parts.headers);
+            }
             prepared = true;
         }
         let framing = RequestFraming::of(&parts.headers, body.is_end_stream());
@@ -251,7 +265,7 @@ async fn forward(
             // response body has streamed to the client.
             g.record(!head.parts.status.is_server_error());
         }
-        return respond(
+        let mut served = respond(
             gw,
             route,
             decision,
@@ -261,6 +275,10 @@ async fn forward(
             client_upgrade,
             guard,
         );
+        if conn.tls {
+            crate::tls::secure_cookie(&route.config, served.response.headers_mut());
+        }
+        return served;
     }
 }
 
