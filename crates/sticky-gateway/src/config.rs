@@ -68,6 +68,9 @@ pub struct RawConfig {
     pub tls_listeners: Vec<crate::tls::config::RawTlsListener>,
     /// The plain listener answers with redirects to HTTPS.
     pub redirect_to_https: Option<bool>,
+    /// How often certificate and admin token files are checked for changes
+    /// (`0s`: only on SIGHUP).
+    pub file_watch_interval: Option<String>,
     /// Key file: one base64 key per line, the sealing key first.
     pub key_file: Option<PathBuf>,
     /// Worker threads.
@@ -256,6 +259,9 @@ pub struct GatewayConfig {
     /// The plain listener redirects every request to the first TLS
     /// listener instead of proxying it.
     pub redirect_to_https: bool,
+    /// How often certificate and admin token files are checked for
+    /// changes; zero checks only on SIGHUP. Default 2 s.
+    pub file_watch_interval: Duration,
     /// Admin listener, if any.
     pub admin: Option<SocketAddr>,
     /// Who may call the admin API.
@@ -484,6 +490,7 @@ impl GatewayConfig {
             listen: Some(listen),
             tls_listeners: Vec::new(),
             redirect_to_https: false,
+            file_watch_interval: crate::tls::reload::WATCH_PERIOD,
             admin: None,
             admin_auth: Default::default(),
             key_file: None,
@@ -700,6 +707,8 @@ pub fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
         listen,
         tls_listeners,
         redirect_to_https,
+        file_watch_interval: dur("file_watch_interval", &raw.file_watch_interval)?
+            .unwrap_or(crate::tls::reload::WATCH_PERIOD),
         admin,
         admin_auth,
         key_file: raw.key_file,

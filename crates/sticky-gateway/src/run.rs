@@ -82,6 +82,7 @@ pub async fn start(
         .transpose()?;
     let settings = ServerSettings::of(&config);
     let redirect_to_https = config.redirect_to_https;
+    let watch = config.file_watch_interval;
     let grace = config.timeouts.shutdown_grace;
     let gw = Gateway::new(config, &keys, config_path.clone())
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
@@ -96,6 +97,7 @@ pub async fn start(
             certs: certs.clone(),
             admin: Some(admin_auth.clone()),
         },
+        watch,
         gw.shutdown.triggered(),
     );
     if let Some(l) = admin_listener {

@@ -38,6 +38,7 @@ mod listener;
 mod redirect;
 pub mod reload;
 pub mod sni;
+pub mod throwaway;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 

@@ -14,7 +14,8 @@ use std::time::Duration;
 use super::sni::CertStore;
 use crate::admin::auth::AdminAuth;
 
-/// How often certificate and token files are checked for changes.
+/// How often certificate and token files are checked for changes, by
+/// default (`file_watch_interval`).
 pub const WATCH_PERIOD: Duration = Duration::from_secs(2);
 
 /// What is reloaded: each listener's certificates and the admin tokens.
@@ -67,9 +68,13 @@ impl Reloadable {
     }
 }
 
-/// Reloads on SIGHUP, and what changed every [`WATCH_PERIOD`], until
-/// `stop` completes.
-pub fn spawn(what: Reloadable, stop: impl std::future::Future<Output = ()> + Send + 'static) {
+/// Reloads on SIGHUP, and what changed every `watch` (never when zero),
+/// until `stop` completes.
+pub fn spawn(
+    what: Reloadable,
+    watch: Duration,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) {
     if what.is_empty() {
         return;
     }
@@ -79,7 +84,13 @@ pub fn spawn(what: Reloadable, stop: impl std::future::Future<Output = ()> + Sen
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .map_err(|e| tracing::warn!(error = %e, "cannot listen for SIGHUP"))
             .ok();
-        let mut tick = tokio::time::interval(WATCH_PERIOD);
+        // Zero: a period so long it never comes.
+        let period = if watch.is_zero() {
+            Duration::from_secs(86_400 * 365)
+        } else {
+            watch
+        };
+        let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
         loop {
