@@ -1,7 +1,7 @@
 //! The command line.
 //!
 //! ```text
-//! sticky-gateway demo
+//! sticky-gateway demo [--tls]
 //! sticky-gateway --listen ADDR --backend NAME=HOST:PORT [--backend ...] [--admin ADDR]
 //!                [--key-file PATH] [--cookie-name NAME] [--failover redistribute|temporary|strict]
 //!                [--tls-listen ADDR --tls-cert FILE --tls-key FILE [--tls-cert FILE --tls-key FILE ...]]
@@ -59,6 +59,12 @@ pub struct DemoArgs {
     /// Admin listener.
     #[arg(long, default_value = "127.0.0.1:9900")]
     pub admin: SocketAddr,
+    /// Also serve HTTPS, with a throwaway certificate made at start.
+    #[arg(long)]
+    pub tls: bool,
+    /// HTTPS listener of `--tls`.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443")]
+    pub tls_listen: SocketAddr,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
