@@ -327,6 +327,7 @@ pub fn throwaway_tls(
         crate::tls::TlsListenerConfig {
             listen,
             certificates: vec![files],
+            resumption: true,
         },
         DemoTls { listen, ca_file },
     ))

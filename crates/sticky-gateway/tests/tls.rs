@@ -27,6 +27,7 @@ fn listener(certificates: Vec<CertificateFiles>) -> TlsListenerConfig {
     TlsListenerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         certificates,
+        resumption: true,
     }
 }
 
@@ -207,6 +208,34 @@ async fn sessions_resume_over_tls13_and_tls12() {
                 ],
                 "{version}: the second connection resumes"
             );
+        }
+        gw.shutdown().await;
+
+        // resumption = false: every handshake is a full one.
+        let site = write_files(&dir, "site", &ca.issue(&["app.test"]).unwrap());
+        let gw = in_process_gateway(&[&a], |c| {
+            let mut l = listener(vec![site]);
+            l.resumption = false;
+            c.tls_listeners = vec![l];
+        })
+        .await;
+        let config = trusting(&ca.cert_der, &["http/1.1"]);
+        for _ in 0..2 {
+            let s = connect(gw.tls_addrs[0], "app.test", config.clone())
+                .await
+                .unwrap();
+            assert_eq!(
+                s.get_ref().1.handshake_kind(),
+                Some(rustls::HandshakeKind::Full)
+            );
+            let mut h1 = http1(s).await;
+            let (r, _) = collect(
+                h1.send_request(get_request("app.test", "/", None))
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            assert_eq!(r.status, StatusCode::OK);
         }
         gw.shutdown().await;
     })

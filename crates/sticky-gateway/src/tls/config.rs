@@ -31,6 +31,8 @@ pub struct RawTlsListener {
     /// Certificate chains and keys, the default first.
     #[serde(default)]
     pub certificates: Vec<RawCertificate>,
+    /// Session resumption (tickets and a session cache). Default true.
+    pub resumption: Option<bool>,
 }
 
 /// `[[tls_listeners.certificates]]` as written.
@@ -60,6 +62,9 @@ pub struct TlsListenerConfig {
     /// Its certificates: the first is served when no other covers the
     /// name the client asked for (or it asked for none).
     pub certificates: Vec<CertificateFiles>,
+    /// Sessions may resume (stateless tickets, and a session cache for
+    /// TLS 1.2); false makes every handshake a full one.
+    pub resumption: bool,
 }
 
 /// Checks the `[[tls_listeners]]` tables, naming the first wrong field.
@@ -103,6 +108,7 @@ pub fn validate_listeners(raw: Vec<RawTlsListener>) -> Result<Vec<TlsListenerCon
         out.push(TlsListenerConfig {
             listen,
             certificates,
+            resumption: l.resumption.unwrap_or(true),
         });
     }
     Ok(out)
@@ -134,6 +140,7 @@ pub fn from_flags(
     }
     Ok(TlsListenerConfig {
         listen,
+        resumption: true,
         certificates: certs
             .iter()
             .zip(keys)
@@ -173,12 +180,14 @@ mod tests {
                 cert: Some("a.pem".into()),
                 key: None,
             }],
+            resumption: None,
         }])
         .unwrap_err();
         assert_eq!(e.field, "tls_listeners[0].certificates[0].key");
         let e = validate_listeners(vec![RawTlsListener {
             listen: Some("nowhere".into()),
             certificates: vec![],
+            resumption: None,
         }])
         .unwrap_err();
         assert_eq!(e.field, "tls_listeners[0].listen");

@@ -23,10 +23,11 @@ const SESSION_CACHE: usize = 16 * 1024;
 
 /// The rustls configuration of a listener: certificates from `store`
 /// (chosen by SNI), ALPN `h2` then `http/1.1`, TLS 1.2 and 1.3 with rustls'
-/// default suites, resumption by `tickets` and a session cache.
+/// default suites, resumption by `tickets` and a session cache (none at
+/// all without `tickets`: every handshake is a full one).
 pub fn server_config(
     store: Arc<CertStore>,
-    tickets: Arc<dyn ProducesTickets>,
+    tickets: Option<Arc<dyn ProducesTickets>>,
 ) -> Arc<ServerConfig> {
     let mut c = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
@@ -34,8 +35,16 @@ pub fn server_config(
         .with_no_client_auth()
         .with_cert_resolver(store);
     c.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    c.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
-    c.ticketer = tickets;
+    match tickets {
+        Some(t) => {
+            c.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
+            c.ticketer = t;
+        }
+        None => {
+            c.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+            c.send_tls13_tickets = 0;
+        }
+    }
     Arc::new(c)
 }
 
@@ -73,7 +82,10 @@ pub async fn bind(
     let addr = listener.local_addr()?;
     Ok(TlsListener {
         listener,
-        acceptor: TlsAcceptor::from(server_config(store.clone(), tickets)),
+        acceptor: TlsAcceptor::from(server_config(
+            store.clone(),
+            config.resumption.then_some(tickets),
+        )),
         store,
         addr,
     })
@@ -116,6 +128,17 @@ pub async fn serve(tls: TlsListener, gw: Arc<Gateway>, settings: ServerSettings)
                     return;
                 }
             };
+            {
+                let c = stream.get_ref().1;
+                tracing::debug!(
+                    %peer,
+                    version = ?c.protocol_version(),
+                    alpn = ?c.alpn_protocol().map(String::from_utf8_lossy),
+                    sni = ?c.server_name(),
+                    resumed = c.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+                    "TLS handshake done"
+                );
+            }
             server::serve_connection(stream, ConnInfo::over_tls(peer), gw, builder, settings).await;
         });
     }
