@@ -23,6 +23,13 @@
 #   GATEWAY_BIN, GATEWAY_KEY  sticky-gateway binary and key file (from
 #              `sticky-gateway keygen`); without them the sticky-* scenarios
 #              are skipped. GATEWAY_PORT [8085], GATEWAY_COOKIE [sticky].
+# TLS: one ECDSA P-256 certificate (openssl) for both proxies. HAProxy `bind ... ssl crt`
+#   on 8086 (tickets) and 8089 (no resumption); a second gateway process, started from a
+#   config file, with TLS listeners on 8087 (resumption on, the default) and 8088
+#   (resumption = false). wrk speaks HTTP/1.1 over TLS 1.3 and resumes sessions when the
+#   server lets it: *-tls-sticky keeps connections alive, *-tls-resume opens a new
+#   connection per request (Connection: close) with a resumed handshake, *-tls-handshake
+#   the same with a full handshake every time.
 set -euo pipefail
 
 KIT=$(cd "$(dirname "$0")" && pwd)
@@ -38,8 +45,8 @@ RUN=$(mktemp -d /tmp/peers-bench.XXXXXX)      # nginx prefix: pid/err/temp files
 mkdir -p "$RUN/tmp"
 CLK_TCK=$(getconf CLK_TCK)
 
-for bin in nginx haproxy wrk curl taskset timeout awk getconf; do
-  command -v "$bin" >/dev/null || { echo "missing $bin (apt-get install nginx-light haproxy wrk curl)"; exit 1; }
+for bin in nginx haproxy wrk curl openssl taskset timeout awk getconf; do
+  command -v "$bin" >/dev/null || { echo "missing $bin (apt-get install nginx-light haproxy wrk curl openssl)"; exit 1; }
 done
 GATEWAY_BIN=${GATEWAY_BIN:-}; GATEWAY_KEY=${GATEWAY_KEY:-}
 GATEWAY_PORT=${GATEWAY_PORT:-8085}; GATEWAY_COOKIE=${GATEWAY_COOKIE:-sticky}
@@ -76,6 +83,7 @@ stop_all() {
   done
   PIDS=()
   if [ -s "$RUN/gateway.out" ]; then cp "$RUN/gateway.out" "$OUTDIR/gateway.log"; fi
+  if [ -s "$RUN/gateway-tls.out" ]; then cp "$RUN/gateway-tls.out" "$OUTDIR/gateway-tls.log"; fi
   rm -rf "$RUN"
 }
 trap stop_all EXIT
@@ -90,17 +98,26 @@ wait_port() {           # wait_port <port>  (bounded: 5 s)
   echo "port $1 did not come up"; exit 1
 }
 
-wait_port_soft() {      # wait_port_soft <port> <pid>  (bounded: 10 s; 1 if not up or pid died)
+wait_port_soft() {      # wait_port_soft <port> <pid> [scheme]  (bounded: 10 s; 1 if not up or pid died)
   local i
   for i in $(seq 1 100); do
     kill -0 "$2" 2>/dev/null || return 1
-    curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$1/" && return 0
+    curl -sk -o /dev/null --max-time 1 "${3:-http}://127.0.0.1:$1/" && return 0
     sleep 0.1
   done
   return 1
 }
 
-for p in 9001 9002 9003 8081 8082 8083 8084 "$GATEWAY_PORT"; do   # refuse to measure someone else's server
+# The TLS scenarios' certificate, one for both proxies (the gateway reads the
+# two files, HAProxy their concatenation).
+TLS_DIR="$RUN/tls"; mkdir -p "$TLS_DIR"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+  -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+  -keyout "$TLS_DIR/site.key" -out "$TLS_DIR/site.crt" 2>/dev/null
+cat "$TLS_DIR/site.crt" "$TLS_DIR/site.key" >"$TLS_DIR/site.pem"
+export BENCH_TLS_PEM="$TLS_DIR/site.pem"
+
+for p in 9001 9002 9003 8081 8082 8083 8084 8086 8087 8088 8089 "$GATEWAY_PORT"; do   # refuse to measure someone else's server
   if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$p/"; then echo "port 127.0.0.1:$p is already in use"; exit 1; fi
 done
 start_bg backends "$LOAD_CPU" nginx -p "$RUN/" -e "$RUN/backends.err" -c "$KIT/conf/backends.nginx.conf"
@@ -110,11 +127,12 @@ HAPROXY_PID=${PIDS[-1]}
 start_bg nginx-proxy "$SUT_CPU" nginx -p "$RUN/" -e "$RUN/proxy.err" -c "$KIT/conf/proxy.nginx.conf"
 NGINXP_PID=${PIDS[-1]}
 for p in 9001 9002 9003 8081 8082 8083 8084; do wait_port $p; done
+for p in 8086 8089; do wait_port_soft $p "$HAPROXY_PID" https || { echo "haproxy TLS port $p did not come up"; exit 1; }; done
 
 # ---------------------------------------------------------------- scenarios wanted
-SCEN_ALL="direct haproxy-rr haproxy-cookie-new haproxy-cookie-sticky haproxy-cookie-sticky-long nginx-rr nginx-hash-new nginx-hash-sticky nginx-hash-sticky-long sticky-new sticky-sticky sticky-sticky-long"
+SCEN_ALL="direct haproxy-rr haproxy-cookie-new haproxy-cookie-sticky haproxy-cookie-sticky-long nginx-rr nginx-hash-new nginx-hash-sticky nginx-hash-sticky-long sticky-new sticky-sticky sticky-sticky-long haproxy-tls-sticky sticky-tls-sticky haproxy-tls-resume sticky-tls-resume haproxy-tls-handshake sticky-tls-handshake"
 # Peers on the same workload run back to back, so a per-round ratio compares neighbouring windows.
-SCEN_DEFAULT="direct haproxy-cookie-new sticky-new nginx-hash-new haproxy-cookie-sticky sticky-sticky nginx-hash-sticky haproxy-cookie-sticky-long sticky-sticky-long nginx-hash-sticky-long"
+SCEN_DEFAULT="direct haproxy-cookie-new sticky-new nginx-hash-new haproxy-cookie-sticky sticky-sticky nginx-hash-sticky haproxy-cookie-sticky-long sticky-sticky-long nginx-hash-sticky-long haproxy-tls-sticky sticky-tls-sticky haproxy-tls-resume sticky-tls-resume haproxy-tls-handshake sticky-tls-handshake"
 SCENARIOS=${SCENARIOS:-$SCEN_DEFAULT}
 for s in $SCENARIOS; do
   case " $SCEN_ALL " in *" $s "*) ;; *) echo "unknown scenario $s (known: $SCEN_ALL)"; exit 1;; esac
@@ -143,6 +161,50 @@ case " $SCENARIOS " in
         echo "gateway output (last 20 lines):"; tail -n 20 "$RUN/gateway.out" 2>/dev/null | sed 's/^/  | /' || true
         drop_sticky "sticky-gateway did not answer on 127.0.0.1:$GATEWAY_PORT within 10 s"
       fi
+    fi;;
+esac
+drop_sticky_tls() {     # drop_sticky_tls <reason>: run without the gateway's TLS scenarios
+  echo "SKIP sticky-tls-* scenarios: $1"
+  local s keep=""
+  for s in $SCENARIOS; do case $s in sticky-tls-*) ;; *) keep="$keep $s";; esac; done
+  SCENARIOS=${keep# }
+  GATEWAY_TLS_OK=0
+}
+GATEWAY_TLS_OK=0
+case " $SCENARIOS " in
+  *" sticky-tls-"*)
+    # The same backends, key and settings as the plain gateway, behind its two TLS
+    # listeners (a config file: resumption is a per-listener setting).
+    cat >"$RUN/gateway-tls.toml" <<EOF
+[[tls_listeners]]
+listen = "127.0.0.1:8087"
+[[tls_listeners.certificates]]
+cert = "$TLS_DIR/site.crt"
+key = "$TLS_DIR/site.key"
+[[tls_listeners]]
+listen = "127.0.0.1:8088"
+resumption = false
+[[tls_listeners.certificates]]
+cert = "$TLS_DIR/site.crt"
+key = "$TLS_DIR/site.key"
+[[routes]]
+[[routes.backends]]
+name = "b1"
+address = "127.0.0.1:9001"
+[[routes.backends]]
+name = "b2"
+address = "127.0.0.1:9002"
+[[routes.backends]]
+name = "b3"
+address = "127.0.0.1:9003"
+EOF
+    start_bg gateway-tls "$SUT_CPU" env RUST_LOG="${GATEWAY_RUST_LOG:-warn}" "$GATEWAY_BIN" \
+      --config "$RUN/gateway-tls.toml" --key-file "$GATEWAY_KEY" --threads 1
+    GATEWAY_TLS_PID=${PIDS[-1]}
+    if wait_port_soft 8087 "$GATEWAY_TLS_PID" https && wait_port_soft 8088 "$GATEWAY_TLS_PID" https; then GATEWAY_TLS_OK=1
+    else
+      echo "gateway-tls output (last 20 lines):"; tail -n 20 "$RUN/gateway-tls.out" 2>/dev/null | sed 's/^/  | /' || true
+      drop_sticky_tls "the TLS gateway did not answer on 127.0.0.1:8087/8088 within 10 s"
     fi;;
 esac
 
@@ -174,6 +236,16 @@ got=$(for i in 1 2 3; do body http://127.0.0.1:8083/; done | sort -u | wc -l)
 check "$got" 3 "haproxy plain rr spreads over 3"
 got=$(for i in 1 2 3; do body http://127.0.0.1:8084/; done | sort -u | wc -l)
 check "$got" 3 "nginx plain rr spreads over 3"
+got=$(for i in 1 2 3; do body -k -H "$COOKIE_SHORT" https://127.0.0.1:8086/; body -k -H "$COOKIE_SHORT" https://127.0.0.1:8089/; done | sort -u | tr '\n' ' ')
+check "$got" "ok-b2 " "haproxy over TLS: SRV=s2 sticks to b2 (8086, 8089)"
+# Resumption as each TLS scenario assumes it (a session saved, then offered again).
+resumes() {             # resumes <port> -> "yes" or "no"
+  local sess="$RUN/tls/sess-$1"
+  printf 'GET / HTTP/1.0\r\n\r\n' | timeout 5 openssl s_client -quiet -connect "127.0.0.1:$1" -sess_out "$sess" >/dev/null 2>&1 || true
+  if printf 'GET / HTTP/1.0\r\n\r\n' | timeout 5 openssl s_client -connect "127.0.0.1:$1" -sess_in "$sess" 2>/dev/null | grep -q '^Reused,'; then echo yes; else echo no; fi
+}
+check "$(resumes 8086)" yes "haproxy 8086 resumes TLS sessions"
+check "$(resumes 8089)" no "haproxy 8089 makes a full handshake every time"
 
 # Gateway checks. A failure here skips the sticky-* scenarios (the peer numbers
 # are still worth having) instead of aborting the run.
@@ -206,6 +278,18 @@ gateway_sanity() {
 if [ "$GATEWAY_OK" = 1 ]; then
   gateway_sanity || drop_sticky "sticky-gateway failed the routing checks above"
 fi
+if [ "$GATEWAY_TLS_OK" = 1 ] && [ "$GATEWAY_OK" = 1 ]; then
+  # The plain gateway's token opens on the TLS one: same key, same backend names.
+  first=$(body -H "$COOKIE_STICKY" "http://127.0.0.1:$GATEWAY_PORT/")
+  got=$(for i in 1 2 3; do body -k -H "$COOKIE_STICKY" https://127.0.0.1:8087/; body -k -H "$COOKIE_STICKY" https://127.0.0.1:8088/; done | sort -u | tr '\n' ' ')
+  if ! { gw_check "$got" "$first " "TLS gateway: the token sticks to $first (8087, 8088)" \
+      && gw_check "$(resumes 8087)" yes "TLS gateway 8087 resumes TLS sessions" \
+      && gw_check "$(resumes 8088)" no "TLS gateway 8088 makes a full handshake every time"; }; then
+    drop_sticky_tls "the TLS gateway failed the checks above"
+  fi
+elif [ "$GATEWAY_TLS_OK" = 1 ]; then
+  drop_sticky_tls "no token from the plain gateway"
+fi
 
 # ---------------------------------------------------------------- scenarios
 # name | url | cookie header ('-' = none) | which pid is the system under test
@@ -225,6 +309,12 @@ scen() {
     sticky-new)                 echo "http://127.0.0.1:$GATEWAY_PORT/|-|gateway";;
     sticky-sticky)              echo "http://127.0.0.1:$GATEWAY_PORT/|gshort|gateway";;
     sticky-sticky-long)         echo "http://127.0.0.1:$GATEWAY_PORT/|glong|gateway";;
+    haproxy-tls-sticky)         echo "https://127.0.0.1:8086/|short|haproxy";;
+    haproxy-tls-resume)         echo "https://127.0.0.1:8086/|short-close|haproxy";;
+    haproxy-tls-handshake)      echo "https://127.0.0.1:8089/|short-close|haproxy";;
+    sticky-tls-sticky)          echo "https://127.0.0.1:8087/|gshort|gateway-tls";;
+    sticky-tls-resume)          echo "https://127.0.0.1:8087/|gshort-close|gateway-tls";;
+    sticky-tls-handshake)       echo "https://127.0.0.1:8088/|gshort-close|gateway-tls";;
     *) echo "unknown scenario $1" >&2; exit 1;;
   esac
 }
@@ -244,6 +334,9 @@ run_wrk() {   # run_wrk <seconds> <url> <cookie-kind> <outfile>
   case $ck in
     short) hdr=(-H "$COOKIE_SHORT");; long) hdr=(-H "$COOKIE_LONG");;
     gshort) hdr=(-H "$COOKIE_STICKY");; glong) hdr=(-H "$COOKIE_STICKY_LONG");;
+    # A new connection (and TLS handshake) per request: the server closes after answering.
+    short-close) hdr=(-H "$COOKIE_SHORT" -H "Connection: close");;
+    gshort-close) hdr=(-H "$COOKIE_STICKY" -H "Connection: close");;
   esac
   local -a cmd=(timeout $((d + 20)) wrk -t"$THREADS" -c"$CONNS" -d"${d}s" --latency "${hdr[@]}" "$url")
   [ "$PIN" = 1 ] && cmd=(taskset -c "$LOAD_CPU" "${cmd[@]}")
@@ -270,11 +363,12 @@ for r in $(seq 1 "$ROUNDS"); do
   [ $((r % 2)) = 0 ] && order=$(reversed "$SCENARIOS")
   for s in $order; do
     IFS='|' read -r url ck sut <<<"$(scen "$s")"
-    case $s in sticky-*) [ "$GATEWAY_OK" = 1 ] || continue;; esac
+    case $s in sticky-tls-*) [ "$GATEWAY_TLS_OK" = 1 ] || continue;; sticky-*) [ "$GATEWAY_OK" = 1 ] || continue;; esac
     sut_pid=$(cat "$RUN/$sut.pid")
     if ! kill -0 "$sut_pid" 2>/dev/null; then
       echo "round $r $s: $sut (pid $sut_pid) is gone"; tail -n 20 "$RUN/$sut.out" 2>/dev/null | sed 's/^/  | /' || true
       if [ "$sut" = gateway ]; then drop_sticky "sticky-gateway exited during the run"; continue; fi
+      if [ "$sut" = gateway-tls ]; then drop_sticky_tls "the TLS gateway exited during the run"; continue; fi
       exit 1
     fi
     if [ "$PIN" = 1 ] && [ "$s" = direct ]; then taskset -a -pc "$SUT_CPU" "$BACKEND_PID" >/dev/null; fi
@@ -285,6 +379,7 @@ for r in $(seq 1 "$ROUNDS"); do
       echo "round $r $s: $sut (pid $sut_pid) exited during the measurement; row dropped"
       tail -n 20 "$RUN/$sut.out" 2>/dev/null | sed 's/^/  | /' || true
       if [ "$sut" = gateway ]; then drop_sticky "sticky-gateway exited during the run"; continue; fi
+      if [ "$sut" = gateway-tls ]; then drop_sticky_tls "the TLS gateway exited during the run"; continue; fi
       exit 1
     fi
     b1=$(cpu_ticks "$BACKEND_PID"); read -r busy1 tot1 sirq1 steal1 <<<"$(sys_busy)"

@@ -15,15 +15,19 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// peers on the same workload next to each other (run.sh alternates the order by round).
 const DEFAULT_SCENARIOS: &str = "direct haproxy-cookie-new sticky-new nginx-hash-new \
 haproxy-cookie-sticky sticky-sticky nginx-hash-sticky haproxy-cookie-sticky-long \
-sticky-sticky-long nginx-hash-sticky-long";
+sticky-sticky-long nginx-hash-sticky-long haproxy-tls-sticky sticky-tls-sticky \
+haproxy-tls-resume sticky-tls-resume haproxy-tls-handshake sticky-tls-handshake";
 
 /// Every scenario the script knows.
 const ALL_SCENARIOS: &str = "direct haproxy-rr haproxy-cookie-new haproxy-cookie-sticky \
 haproxy-cookie-sticky-long nginx-rr nginx-hash-new nginx-hash-sticky nginx-hash-sticky-long \
-sticky-new sticky-sticky sticky-sticky-long";
+sticky-new sticky-sticky sticky-sticky-long haproxy-tls-sticky sticky-tls-sticky \
+haproxy-tls-resume sticky-tls-resume haproxy-tls-handshake sticky-tls-handshake";
 
-/// Loopback ports the kit listens on (backends, peers, gateway).
-const PORTS: [u16; 8] = [9001, 9002, 9003, 8081, 8082, 8083, 8084, 8085];
+/// Loopback ports the kit listens on (backends, peers, gateway, TLS listeners).
+const PORTS: [u16; 12] = [
+    9001, 9002, 9003, 8081, 8082, 8083, 8084, 8085, 8086, 8087, 8088, 8089,
+];
 
 /// Settings of one bench-peers run.
 struct Opts {
@@ -263,13 +267,15 @@ impl Drop for ScratchDir {
     }
 }
 
-/// Installs (or finds) nginx, haproxy, wrk and curl.
+/// Installs (or finds) nginx, haproxy, wrk, curl and openssl (the TLS scenarios'
+/// certificate).
 fn ensure_tools(no_install: bool) -> Result<(), String> {
     let wanted = [
         ("nginx", "nginx-light"),
         ("haproxy", "haproxy"),
         ("wrk", "wrk"),
         ("curl", "curl"),
+        ("openssl", "openssl"),
     ];
     let missing: Vec<&str> = wanted
         .iter()
@@ -284,7 +290,7 @@ fn ensure_tools(no_install: bool) -> Result<(), String> {
         }
     }
     if missing.is_empty() {
-        println!("nginx, haproxy, wrk, curl: found");
+        println!("nginx, haproxy, wrk, curl, openssl: found");
         return Ok(());
     }
     if no_install {

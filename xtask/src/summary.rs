@@ -6,13 +6,16 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 /// (ours, peer) pairs compared in the ratio table.
-const PAIRS: [(&str, &str); 6] = [
+const PAIRS: [(&str, &str); 9] = [
     ("sticky-new", "haproxy-cookie-new"),
     ("sticky-new", "nginx-hash-new"),
     ("sticky-sticky", "haproxy-cookie-sticky"),
     ("sticky-sticky", "nginx-hash-sticky"),
     ("sticky-sticky-long", "haproxy-cookie-sticky-long"),
     ("sticky-sticky-long", "nginx-hash-sticky-long"),
+    ("sticky-tls-sticky", "haproxy-tls-sticky"),
+    ("sticky-tls-resume", "haproxy-tls-resume"),
+    ("sticky-tls-handshake", "haproxy-tls-handshake"),
 ];
 
 /// One measured row: a scenario in one round of one file.

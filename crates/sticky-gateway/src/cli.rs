@@ -1,9 +1,11 @@
 //! The command line.
 //!
 //! ```text
-//! sticky-gateway demo
+//! sticky-gateway demo [--tls]
 //! sticky-gateway --listen ADDR --backend NAME=HOST:PORT [--backend ...] [--admin ADDR]
 //!                [--key-file PATH] [--cookie-name NAME] [--failover redistribute|temporary|strict]
+//!                [--tls-listen ADDR --tls-cert FILE --tls-key FILE [--tls-cert FILE --tls-key FILE ...]]
+//!                [--redirect-to-https] [--admin-token-file FILE]
 //! sticky-gateway --config FILE.toml
 //! sticky-gateway keygen
 //! ```
@@ -57,6 +59,12 @@ pub struct DemoArgs {
     /// Admin listener.
     #[arg(long, default_value = "127.0.0.1:9900")]
     pub admin: SocketAddr,
+    /// Also serve HTTPS, with a throwaway certificate made at start.
+    #[arg(long)]
+    pub tls: bool,
+    /// HTTPS listener of `--tls`.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443")]
+    pub tls_listen: SocketAddr,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -89,9 +97,25 @@ pub struct RunArgs {
     /// A TOML config file (routes, cookie attributes, timeouts, health checks...).
     #[arg(long, value_name = "FILE.toml")]
     pub config: Option<PathBuf>,
-    /// Address to listen on (overrides the file's `listen`).
+    /// Address to listen on for plain HTTP (overrides the file's `listen`).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// Address to listen on for HTTPS (replaces the file's `[[tls_listeners]]`).
+    #[arg(long, value_name = "ADDR", requires = "tls_certs")]
+    pub tls_listen: Option<SocketAddr>,
+    /// PEM certificate chain for --tls-listen; repeat for SNI: the first is
+    /// the default, each further one is served to the names it covers.
+    #[arg(long = "tls-cert", value_name = "FILE", requires = "tls_listen")]
+    pub tls_certs: Vec<PathBuf>,
+    /// PEM private key of the --tls-cert in the same position.
+    #[arg(long = "tls-key", value_name = "FILE", requires = "tls_listen")]
+    pub tls_keys: Vec<PathBuf>,
+    /// Answer every plain-HTTP request with a redirect to HTTPS.
+    #[arg(long, requires = "tls_listen")]
+    pub redirect_to_https: bool,
+    /// Admin bearer tokens, one per line: required for admin calls.
+    #[arg(long, value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
     /// A backend, NAME=HOST:PORT; repeat for each. Sessions are pinned to the NAME.
     #[arg(long = "backend", value_name = "NAME=HOST:PORT", value_parser = config::parse_backend_flag, conflicts_with = "config")]
     pub backends: Vec<BackendConfig>,
@@ -164,9 +188,11 @@ impl Cli {
                         Cli::command().error(clap::error::ErrorKind::MissingRequiredArgument, msg),
                     )
                 };
-                let listen = a
-                    .listen
-                    .ok_or_else(|| usage("--listen ADDR is required (or --config FILE.toml)"))?;
+                if a.listen.is_none() && a.tls_listen.is_none() {
+                    return Err(usage(
+                        "--listen ADDR or --tls-listen ADDR is required (or --config FILE.toml)",
+                    ));
+                }
                 if a.backends.is_empty() {
                     return Err(usage(
                         "at least one --backend NAME=HOST:PORT is required (or --config FILE.toml)",
@@ -189,15 +215,37 @@ impl Cli {
                     config::check_token_name("--cookie-name", name).map_err(CliError::Config)?;
                     route.persistence = Persistence::Cookie(CookieSettings::named(name.clone()));
                 }
-                (GatewayConfig::new(listen, vec![route]), None)
+                let mut c =
+                    GatewayConfig::new("127.0.0.1:0".parse().expect("an address"), vec![route]);
+                c.listen = a.listen;
+                (c, None)
             }
         };
         if let Some(l) = a.listen {
-            config.listen = l;
+            config.listen = Some(l);
+        }
+        if let Some(l) = a.tls_listen {
+            let tls = crate::tls::config::from_flags(l, &a.tls_certs, &a.tls_keys)
+                .map_err(CliError::Config)?;
+            config.tls_listeners = vec![tls];
+        }
+        if a.redirect_to_https {
+            if config.listen.is_none() {
+                return Err(CliError::Config(ConfigError::new(
+                    "--redirect-to-https",
+                    "needs a plain --listen ADDR to redirect from",
+                )));
+            }
+            config.redirect_to_https = true;
+        }
+        if a.admin_token_file.is_some() {
+            config.admin_auth.token_file = a.admin_token_file;
         }
         if a.admin.is_some() {
             config.admin = a.admin;
         }
+        crate::admin::auth::check_bind(config.admin, &config.admin_auth)
+            .map_err(CliError::Config)?;
         if a.key_file.is_some() {
             config.key_file = a.key_file;
         }

@@ -57,6 +57,20 @@ pub struct RawConfig {
     pub listen: Option<String>,
     /// Address of the admin API and dashboard.
     pub admin: Option<String>,
+    /// Admin bearer tokens, one per line.
+    pub admin_token_file: Option<PathBuf>,
+    /// Admin reads (`GET`) need no token.
+    pub admin_open_reads: Option<bool>,
+    /// `GET /metrics` needs no token.
+    pub admin_open_metrics: Option<bool>,
+    /// TLS listeners and their certificates.
+    #[serde(default)]
+    pub tls_listeners: Vec<crate::tls::config::RawTlsListener>,
+    /// The plain listener answers with redirects to HTTPS.
+    pub redirect_to_https: Option<bool>,
+    /// How often certificate and admin token files are checked for changes
+    /// (`0s`: only on SIGHUP).
+    pub file_watch_interval: Option<String>,
     /// Key file: one base64 key per line, the sealing key first.
     pub key_file: Option<PathBuf>,
     /// Worker threads.
@@ -175,7 +189,8 @@ pub struct RawCookie {
     pub path: Option<String>,
     /// Domain attribute.
     pub domain: Option<String>,
-    /// Secure attribute.
+    /// Secure attribute: true on every listener, false never; absent, on
+    /// TLS listeners only.
     pub secure: Option<bool>,
     /// HttpOnly attribute.
     pub http_only: Option<bool>,
@@ -237,10 +252,20 @@ pub enum LogFormat {
 /// The whole gateway's checked settings.
 #[derive(Clone, Debug)]
 pub struct GatewayConfig {
-    /// Proxy listener.
-    pub listen: SocketAddr,
+    /// Plain-HTTP listener, if any.
+    pub listen: Option<SocketAddr>,
+    /// TLS listeners.
+    pub tls_listeners: Vec<crate::tls::TlsListenerConfig>,
+    /// The plain listener redirects every request to the first TLS
+    /// listener instead of proxying it.
+    pub redirect_to_https: bool,
+    /// How often certificate and admin token files are checked for
+    /// changes; zero checks only on SIGHUP. Default 2 s.
+    pub file_watch_interval: Duration,
     /// Admin listener, if any.
     pub admin: Option<SocketAddr>,
+    /// Who may call the admin API.
+    pub admin_auth: crate::admin::auth::AdminAuthConfig,
     /// Key file, if any (else a generated key).
     pub key_file: Option<PathBuf>,
     /// Worker threads.
@@ -340,8 +365,10 @@ pub struct CookieSettings {
     pub path: String,
     /// Domain.
     pub domain: Option<String>,
-    /// Secure.
+    /// `Secure` on every listener (`cookie_config.secure = true`).
     pub secure: bool,
+    /// `Secure` on TLS listeners: true unless `cookie_config.secure = false`.
+    pub secure_on_tls: bool,
     /// HttpOnly.
     pub http_only: bool,
     /// SameSite.
@@ -358,6 +385,7 @@ impl CookieSettings {
             path: "/".into(),
             domain: None,
             secure: false,
+            secure_on_tls: true,
             http_only: true,
             same_site: SameSite::Lax,
             lifetime: CookieLifetime::Session,
@@ -460,8 +488,12 @@ impl GatewayConfig {
     /// Settings with defaults for everything but the listener and routes.
     pub fn new(listen: SocketAddr, routes: Vec<RouteConfig>) -> Self {
         Self {
-            listen,
+            listen: Some(listen),
+            tls_listeners: Vec::new(),
+            redirect_to_https: false,
+            file_watch_interval: crate::tls::reload::WATCH_PERIOD,
             admin: None,
+            admin_auth: Default::default(),
             key_file: None,
             threads: default_threads(),
             log_format: LogFormat::Text,
@@ -589,8 +621,27 @@ fn sock(field: &str, v: &str) -> Result<SocketAddr, ConfigError> {
 
 /// Checks a raw file and produces settings, naming the first wrong field.
 pub fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
-    let listen = sock("listen", raw.listen.as_deref().unwrap_or("127.0.0.1:8080"))?;
+    let tls_listeners = crate::tls::config::validate_listeners(raw.tls_listeners)?;
+    // Without TLS listeners a plain one is implied; with them, only if named.
+    let listen = match raw.listen.as_deref() {
+        Some(l) => Some(sock("listen", l)?),
+        None if tls_listeners.is_empty() => Some(sock("listen", "127.0.0.1:8080")?),
+        None => None,
+    };
+    let redirect_to_https = raw.redirect_to_https.unwrap_or(false);
+    if redirect_to_https && (listen.is_none() || tls_listeners.is_empty()) {
+        return Err(ConfigError::new(
+            "redirect_to_https",
+            "needs both a plain `listen` and a [[tls_listeners]] entry to redirect to",
+        ));
+    }
     let admin = raw.admin.as_deref().map(|a| sock("admin", a)).transpose()?;
+    let admin_auth = crate::admin::auth::AdminAuthConfig {
+        token_file: raw.admin_token_file,
+        open_reads: raw.admin_open_reads.unwrap_or(false),
+        open_metrics: raw.admin_open_metrics.unwrap_or(false),
+    };
+    crate::admin::auth::check_bind(admin, &admin_auth)?;
     let threads = raw.threads.unwrap_or_else(default_threads);
     if threads == 0 || threads > 1024 {
         return Err(ConfigError::new("threads", "must be between 1 and 1024"));
@@ -669,7 +720,12 @@ pub fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
     }
     Ok(GatewayConfig {
         listen,
+        tls_listeners,
+        redirect_to_https,
+        file_watch_interval: dur("file_watch_interval", &raw.file_watch_interval)?
+            .unwrap_or(crate::tls::reload::WATCH_PERIOD),
         admin,
+        admin_auth,
         key_file: raw.key_file,
         threads,
         log_format,
@@ -757,6 +813,7 @@ fn validate_route(at: &str, r: RawRoute) -> Result<RouteConfig, ConfigError> {
                 path: c.path.unwrap_or_else(|| "/".into()),
                 domain: c.domain,
                 secure: c.secure.unwrap_or(false),
+                secure_on_tls: c.secure != Some(false),
                 http_only: c.http_only.unwrap_or(true),
                 same_site,
                 lifetime,
@@ -958,7 +1015,7 @@ address = "127.0.0.1:9001"
     #[test]
     fn minimal_file_takes_defaults() {
         let c = GatewayConfig::from_toml(MINIMAL).unwrap();
-        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.listen, Some("127.0.0.1:8080".parse().unwrap()));
         assert_eq!(c.routes[0].prefix, "/");
         assert!(
             matches!(c.routes[0].persistence, Persistence::Cookie(ref k) if k.name == "sticky")
@@ -1051,5 +1108,47 @@ address = "127.0.0.1:9001"
         assert!(check_address("x").is_err());
         assert!(parse_backend_flag("a=127.0.0.1:1").is_ok());
         assert!(parse_backend_flag("127.0.0.1:1").is_err());
+    }
+
+    #[test]
+    fn tls_listeners_admin_tokens_and_redirects() {
+        let tls = "[[tls_listeners]]\nlisten = \"127.0.0.1:8443\"\n[[tls_listeners.certificates]]\ncert = \"a.pem\"\nkey = \"a.key\"\n";
+        // TLS listeners alone: no plain listener is implied.
+        let c = GatewayConfig::from_toml(&format!("{tls}{MINIMAL}")).unwrap();
+        assert_eq!(c.listen, None);
+        assert_eq!(
+            c.tls_listeners[0].certificates[0].key,
+            PathBuf::from("a.key")
+        );
+        let e = GatewayConfig::from_toml(&format!("redirect_to_https = true\n{tls}{MINIMAL}"))
+            .unwrap_err();
+        assert_eq!(e.field, "redirect_to_https");
+        let c = GatewayConfig::from_toml(&format!(
+            "listen = \"127.0.0.1:8080\"\nredirect_to_https = true\n{tls}{MINIMAL}"
+        ))
+        .unwrap();
+        assert!(c.redirect_to_https && c.listen.is_some());
+        let e =
+            GatewayConfig::from_toml(&format!("admin = \"0.0.0.0:9900\"\n{MINIMAL}")).unwrap_err();
+        assert_eq!(e.field, "admin");
+        let c = GatewayConfig::from_toml(&format!(
+            "admin = \"0.0.0.0:9900\"\nadmin_token_file = \"t\"\nadmin_open_metrics = true\n{MINIMAL}"
+        ))
+        .unwrap();
+        assert!(c.admin_auth.open_metrics && !c.admin_auth.open_reads);
+        // Secure: absent means on TLS listeners only.
+        let Persistence::Cookie(k) = &c.routes[0].persistence else {
+            panic!()
+        };
+        assert!(!k.secure && k.secure_on_tls);
+        let c = GatewayConfig::from_toml(&MINIMAL.replace(
+            "[[routes.backends]]",
+            "[routes.session_persistence.cookie_config]\nsecure = false\n[[routes.backends]]",
+        ))
+        .unwrap();
+        let Persistence::Cookie(k) = &c.routes[0].persistence else {
+            panic!()
+        };
+        assert!(!k.secure && !k.secure_on_tls);
     }
 }

@@ -291,6 +291,64 @@ pub struct Demo {
 /// 127.0.0.1:9900; port 0 picks a free port). The replicas are health
 /// checked on `/healthz` every 2 s.
 pub async fn start(listen: SocketAddr, admin: SocketAddr) -> std::io::Result<Demo> {
+    start_with(listen, admin, None).await
+}
+
+/// The TLS side of `demo --tls`: a listener with a throwaway certificate.
+#[derive(Debug)]
+pub struct DemoTls {
+    /// Where the TLS listener listens.
+    pub listen: SocketAddr,
+    /// The throwaway authority's certificate, for clients to trust.
+    pub ca_file: std::path::PathBuf,
+}
+
+/// Makes a throwaway authority and a certificate for `localhost`,
+/// `127.0.0.1` and `::1` in `dir`; returns the listener's settings and the
+/// authority's certificate file (`ca.pem`).
+pub fn throwaway_tls(
+    listen: SocketAddr,
+    dir: &std::path::Path,
+) -> std::io::Result<(crate::tls::TlsListenerConfig, DemoTls)> {
+    use crate::tls::throwaway::Authority;
+    let err = |e: rcgen::Error| std::io::Error::other(e.to_string());
+    let ca = Authority::new("sticky-gateway demo CA (throwaway)").map_err(err)?;
+    let site = ca.issue(&["localhost", "127.0.0.1", "::1"]).map_err(err)?;
+    std::fs::create_dir_all(dir)?;
+    let files = crate::tls::CertificateFiles {
+        cert: dir.join("localhost.pem"),
+        key: dir.join("localhost.key"),
+    };
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&files.cert, &site.cert_pem)?;
+    write_private(&files.key, &site.key_pem)?;
+    std::fs::write(&ca_file, &ca.cert_pem)?;
+    Ok((
+        crate::tls::TlsListenerConfig {
+            listen,
+            certificates: vec![files],
+            resumption: true,
+        },
+        DemoTls { listen, ca_file },
+    ))
+}
+
+/// Writes a key readable by its owner only.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    std::io::Write::write_all(&mut o.open(path)?, text.as_bytes())
+}
+
+/// [`start`], with a TLS listener beside the plain one when `tls` is given
+/// (see [`throwaway_tls`]).
+pub async fn start_with(
+    listen: SocketAddr,
+    admin: SocketAddr,
+    tls: Option<crate::tls::TlsListenerConfig>,
+) -> std::io::Result<Demo> {
     let apps = start_apps(3).await?;
     let backends = apps
         .iter()
@@ -311,6 +369,7 @@ pub async fn start(listen: SocketAddr, admin: SocketAddr) -> std::io::Result<Dem
     });
     let mut config = GatewayConfig::new(listen, vec![route]);
     config.admin = Some(admin);
+    config.tls_listeners.extend(tls);
     let keys = tower_sticky::token::KeyRing::generate();
     let running = run::start(config, keys, None).await?;
     if let Some(a) = running.admin_addr {

@@ -8,7 +8,8 @@
 //! connection pools, header rewriting, upgrades), [`server`] (the client
 //! side), [`health`] (active probes), [`reload`] (SIGHUP and upkeep),
 //! [`shutdown`], [`keyfile`], [`demo`], [`access_log`], [`admin`] (the admin
-//! API) and [`admin_view`].
+//! API and its bearer-token authentication), [`admin_view`] and [`tls`]
+//! (TLS listeners, SNI, certificate reloads, redirects to HTTPS).
 //!
 //! Tests and tools start a gateway in-process with [`run::start`].
 
@@ -30,6 +31,7 @@ pub mod routes;
 pub mod run;
 pub mod server;
 pub mod shutdown;
+pub mod tls;
 
 pub use config::GatewayConfig;
 pub use gateway::Gateway;

@@ -63,6 +63,11 @@ fn run_gateway(config: GatewayConfig, path: Option<std::path::PathBuf>) -> ExitC
                 r.until_signal().await;
                 ExitCode::SUCCESS
             }
+            // A file or setting that cannot be used: a configuration error.
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                eprintln!("sticky-gateway: invalid configuration: {e}");
+                ExitCode::from(2)
+            }
             Err(e) => {
                 eprintln!("sticky-gateway: cannot start: {e}");
                 ExitCode::FAILURE
@@ -81,7 +86,24 @@ fn run_demo(d: DemoArgs) -> ExitCode {
         }
     };
     rt.block_on(async move {
-        let demo::Demo { replicas, running } = match demo::start(d.listen, d.admin).await {
+        let tls = if d.tls {
+            let dir = std::env::temp_dir().join(format!("sticky-demo-tls-{}", std::process::id()));
+            match demo::throwaway_tls(d.tls_listen, &dir) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    eprintln!("sticky-gateway: cannot make the demo certificate: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        } else {
+            None
+        };
+        let (tls_listener, tls_info) = match tls {
+            Some((l, i)) => (Some(l), Some(i)),
+            None => (None, None),
+        };
+        let started = demo::start_with(d.listen, d.admin, tls_listener).await;
+        let demo::Demo { replicas, running } = match started {
             Ok(d) => d,
             Err(e) => {
                 eprintln!("sticky-gateway: cannot start the demo: {e}");
@@ -93,6 +115,14 @@ fn run_demo(d: DemoArgs) -> ExitCode {
             println!("  backend {name:<10} http://{addr}/");
         }
         println!("  open the app:        http://{}/", running.addr);
+        if let (Some(t), Some(addr)) = (&tls_info, running.tls_addrs.first()) {
+            let ca = t.ca_file.display();
+            println!("  or over TLS:         https://localhost:{}/", addr.port());
+            println!("    the certificate is signed by a throwaway authority made for this run:");
+            println!("    curl --cacert {ca} https://localhost:{}/", addr.port());
+            println!("    browsers: import {ca} as a certificate authority");
+            println!("    (or accept the warning); remove it again after the demo.");
+        }
         if let Some(a) = running.admin_addr {
             println!("  open the dashboard:  http://{a}/");
         }
@@ -102,6 +132,9 @@ fn run_demo(d: DemoArgs) -> ExitCode {
         );
         println!("Ctrl-C to stop.");
         running.until_signal().await;
+        if let Some(dir) = tls_info.as_ref().and_then(|t| t.ca_file.parent()) {
+            let _ = std::fs::remove_dir_all(dir);
+        }
         ExitCode::SUCCESS
     })
 }

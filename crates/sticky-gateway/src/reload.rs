@@ -39,8 +39,17 @@ pub async fn reload(gw: &Arc<Gateway>) -> Result<(), String> {
         None => gw.keys(),
     };
     let old = gw.config();
-    if old.listen != config.listen || old.admin != config.admin || old.threads != config.threads {
-        tracing::warn!("listen, admin and threads take effect on restart only");
+    if old.listen != config.listen
+        || old.admin != config.admin
+        || old.threads != config.threads
+        || old.tls_listeners != config.tls_listeners
+        || old.redirect_to_https != config.redirect_to_https
+        || old.admin_auth != config.admin_auth
+    {
+        tracing::warn!(
+            "listeners, admin settings and threads take effect on restart only \
+             (certificate and token files reload in place)"
+        );
     }
     let routes = gw.build_routes(&config, &keys)?;
     if tokio::time::timeout(RESOLVE_ON_RELOAD, resolve_unresolved(&routes))

@@ -1,5 +1,5 @@
-//! Starting and stopping a whole gateway: listeners, admin API, health
-//! checks, upkeep, and graceful shutdown.
+//! Starting and stopping a whole gateway: listeners (plain and TLS), admin
+//! API, health checks, upkeep, and graceful shutdown.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,6 +14,7 @@ use crate::admin_view::GatewayView;
 use crate::config::GatewayConfig;
 use crate::gateway::Gateway;
 use crate::server::{self, ServerSettings};
+use crate::tls::{self, CertStore};
 use crate::{health, reload};
 
 /// A started gateway.
@@ -21,23 +22,56 @@ use crate::{health, reload};
 pub struct Running {
     /// Shared state.
     pub gateway: Arc<Gateway>,
-    /// Where the proxy listens.
+    /// Where the proxy listens: the plain listener, or the first TLS
+    /// listener when there is no plain one.
     pub addr: SocketAddr,
+    /// Where each TLS listener listens, in configuration order.
+    pub tls_addrs: Vec<SocketAddr>,
+    /// Each TLS listener's certificates, in configuration order.
+    pub certs: Vec<Arc<CertStore>>,
     /// Where the admin API listens, if anywhere.
     pub admin_addr: Option<SocketAddr>,
-    server: tokio::task::JoinHandle<()>,
+    servers: Vec<tokio::task::JoinHandle<()>>,
     grace: Duration,
 }
 
-/// Binds the listeners and starts everything. SIGHUP reloads only when
-/// `config_path` is set (the command-line form has no file).
+fn invalid(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
+}
+
+/// Binds the listeners and starts everything. SIGHUP reloads the routes
+/// only when `config_path` is set (the command-line form has no file);
+/// certificates and admin tokens reload on SIGHUP and when their files
+/// change, either way. A configuration that cannot start (a certificate,
+/// key or token file that cannot be used, an open admin listener beyond
+/// loopback) is an [`std::io::ErrorKind::InvalidInput`] error naming the
+/// file or field.
 pub async fn start(
     config: GatewayConfig,
     keys: KeyRing,
     config_path: Option<PathBuf>,
 ) -> std::io::Result<Running> {
-    let listener = TcpListener::bind(config.listen).await?;
-    let addr = listener.local_addr()?;
+    admin::auth::check_bind(config.admin, &config.admin_auth).map_err(invalid)?;
+    let admin_auth =
+        Arc::new(admin::auth::AdminAuth::from_config(&config.admin_auth).map_err(invalid)?);
+    if config.listen.is_none() && config.tls_listeners.is_empty() {
+        return Err(invalid("no listener: set listen or a TLS listener"));
+    }
+    let tickets = rustls::crypto::ring::Ticketer::new().map_err(std::io::Error::other)?;
+    let mut tls = Vec::with_capacity(config.tls_listeners.len());
+    for l in &config.tls_listeners {
+        tls.push(tls::bind(l, tickets.clone()).await?);
+    }
+    let listener = match config.listen {
+        Some(l) => Some(TcpListener::bind(l).await?),
+        None => None,
+    };
+    let tls_addrs: Vec<SocketAddr> = tls.iter().map(|t| t.addr).collect();
+    let certs: Vec<Arc<CertStore>> = tls.iter().map(|t| t.store.clone()).collect();
+    let addr = match &listener {
+        Some(l) => l.local_addr()?,
+        None => tls_addrs[0],
+    };
     let admin_listener = match config.admin {
         Some(a) => Some(TcpListener::bind(a).await?),
         None => None,
@@ -47,6 +81,8 @@ pub async fn start(
         .map(|l| l.local_addr())
         .transpose()?;
     let settings = ServerSettings::of(&config);
+    let redirect_to_https = config.redirect_to_https;
+    let watch = config.file_watch_interval;
     let grace = config.timeouts.shutdown_grace;
     let gw = Gateway::new(config, &keys, config_path.clone())
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
@@ -56,23 +92,48 @@ pub async fn start(
     if config_path.is_some() {
         reload::spawn_on_sighup(gw.clone());
     }
+    tls::reload::spawn(
+        tls::reload::Reloadable {
+            certs: certs.clone(),
+            admin: Some(admin_auth.clone()),
+        },
+        watch,
+        gw.shutdown.triggered(),
+    );
     if let Some(l) = admin_listener {
         let view: Arc<dyn admin::AdminView> = Arc::new(GatewayView(gw.clone()));
         let stop = gw.shutdown.triggered();
         let latency = gw.latency.clone();
         tokio::spawn(async move {
-            if let Err(e) = admin::serve(l, view, latency, stop).await {
+            if let Err(e) = admin::serve_with_auth(l, view, latency, admin_auth, stop).await {
                 tracing::error!(error = %e, "admin listener failed");
             }
         });
     }
-    let server = tokio::spawn(server::serve(listener, gw.clone(), settings));
-    tracing::info!(%addr, admin = ?admin_addr, "sticky-gateway listening");
+    let mut servers = Vec::with_capacity(1 + tls.len());
+    if let Some(l) = listener {
+        servers.push(if redirect_to_https {
+            tokio::spawn(tls::serve_redirect(
+                l,
+                tls_addrs[0].port(),
+                gw.clone(),
+                settings,
+            ))
+        } else {
+            tokio::spawn(server::serve(l, gw.clone(), settings))
+        });
+    }
+    for t in tls {
+        servers.push(tokio::spawn(tls::serve(t, gw.clone(), settings)));
+    }
+    tracing::info!(%addr, tls = ?tls_addrs, admin = ?admin_addr, "sticky-gateway listening");
     Ok(Running {
         gateway: gw,
         addr,
+        tls_addrs,
+        certs,
         admin_addr,
-        server,
+        servers,
         grace,
     })
 }
@@ -82,7 +143,9 @@ impl Running {
     /// to the configured grace, then returns.
     pub async fn shutdown(self) {
         self.gateway.shutdown.trigger();
-        let _ = self.server.await;
+        for s in self.servers {
+            let _ = s.await;
+        }
         let left = self.gateway.shutdown.drained(self.grace).await;
         if left > 0 {
             tracing::warn!(

@@ -2,6 +2,9 @@
 //! HTTP/1.1 or h2c (prior knowledge) on the same port, with header-read and
 //! idle timeouts, a head size limit (431 beyond it) and graceful shutdown.
 //!
+//! TLS listeners ([`crate::tls`]) hand their decrypted streams to the same
+//! connection handling.
+//!
 //! Both timeouts are kept by one small watchdog task per connection that
 //! wakes once per period and reads a few counters the connection bumps as
 //! it goes (`ConnState`), rather than by timers armed on every request
@@ -20,7 +23,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 use crate::config::GatewayConfig;
 use crate::gateway::Gateway;
@@ -55,7 +58,7 @@ impl ServerSettings {
 /// hyper's own limit on request header fields.
 const DEFAULT_MAX_HEADERS: usize = 100;
 
-fn builder(s: &ServerSettings) -> auto::Builder<TokioExecutor> {
+pub(crate) fn builder(s: &ServerSettings) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         // Kept by the connection's watchdog instead (module docs).
@@ -108,19 +111,24 @@ pub async fn serve(listener: TcpListener, gw: Arc<Gateway>, settings: ServerSett
         let builder = builder.clone();
         tokio::spawn(async move {
             let _work = gw.shutdown.enter();
-            serve_connection(stream, peer, gw, builder, settings).await;
+            serve_connection(stream, ConnInfo::new(peer), gw, builder, settings).await;
         });
     }
 }
 
-async fn serve_connection(
-    stream: TcpStream,
-    peer: std::net::SocketAddr,
+/// Serves one client connection (plain TCP, or TLS once its handshake is
+/// done) until it closes, idles out or the gateway shuts down.
+pub(crate) async fn serve_connection<S>(
+    stream: S,
+    info: ConnInfo,
     gw: Arc<Gateway>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     settings: ServerSettings,
-) {
-    let info = Arc::new(ConnInfo::new(peer));
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = info.peer;
+    let info = Arc::new(info);
     let state = Arc::new(ConnState::default());
     let io = TokioIo::new(Tracked {
         inner: stream,
@@ -302,12 +310,12 @@ async fn watch_connection(
 }
 
 /// A stream that counts reads and writes, for the watchdog.
-struct Tracked {
-    inner: TcpStream,
+struct Tracked<S> {
+    inner: S,
     state: Arc<ConnState>,
 }
 
-impl AsyncRead for Tracked {
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -321,7 +329,7 @@ impl AsyncRead for Tracked {
     }
 }
 
-impl AsyncWrite for Tracked {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -1,6 +1,8 @@
 //! The dashboard in real headless Chromium: it renders every backend with
 //! its state and live bars, and its Drain / Activate buttons reach the
-//! gateway. Skips, saying so, where Debian's `chromium` is not installed.
+//! gateway; behind an admin token it asks for the token once and keeps it
+//! for the tab. Skips, saying so, where Debian's `chromium` is not
+//! installed.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -10,7 +12,10 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use sticky_gateway::admin::{serve, AdminView, BackendView, LatencyHistogram, RouteView};
+use sticky_gateway::admin::auth::{AdminAuth, AdminAuthConfig};
+use sticky_gateway::admin::{
+    serve, serve_with_auth, AdminView, BackendView, LatencyHistogram, RouteView,
+};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 use tower_sticky::token::InvalidToken;
@@ -145,6 +150,11 @@ impl Drop for Admin {
 /// Serves the fake gateway; `draining` backends are drained before any
 /// traffic (without counting as a drain() call).
 async fn start_admin(draining: &[&str]) -> Admin {
+    start_admin_with(draining, None).await
+}
+
+/// [`start_admin`], requiring a token from `auth` when given.
+async fn start_admin_with(draining: &[&str], auth: Option<Arc<AdminAuth>>) -> Admin {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let view = Arc::new(FakeView::new());
@@ -174,10 +184,18 @@ async fn start_admin(draining: &[&str]) -> Admin {
             }
         }
     });
-    tokio::spawn(serve(listener, view.clone(), latency, async move {
+    let stop = async move {
         let _ = (&mut rx).await;
         drop(stop_tick_tx);
-    }));
+    };
+    match auth {
+        None => {
+            tokio::spawn(serve(listener, view.clone(), latency, stop));
+        }
+        Some(auth) => {
+            tokio::spawn(serve_with_auth(listener, view.clone(), latency, auth, stop));
+        }
+    }
     Admin {
         addr,
         view,
@@ -595,6 +613,87 @@ async fn drain_and_activate_buttons_reach_the_gateway() {
         .await;
     cdp.wait_for(badge, json!("active"), limit).await;
     assert_eq!(admin.view.calls(), ["draining:app-2", "active:app-2"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_token_the_dashboard_signs_in_once_per_tab_and_drains() {
+    let bin = chromium_or_skip!();
+    const TOKEN: &str = "dashboard-admin-token-0123456789";
+    let dir = TempDir::new("tokens");
+    let file = dir.0.join("admin-tokens");
+    std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
+    let auth = AdminAuth::from_config(&AdminAuthConfig {
+        token_file: Some(file),
+        ..Default::default()
+    })
+    .unwrap();
+    let auth = Arc::new(auth);
+    let admin = start_admin_with(&[], Some(auth.clone())).await;
+    let profile = TempDir::new("cdp-auth");
+    let url = format!("http://{}/", admin.addr);
+    let (_browser, mut cdp) = open_devtools(&bin, &profile, &url).await;
+    let limit = Duration::from_secs(20);
+
+    // Refused without a token: the sign-in form, no data.
+    let form_shown =
+        "document.getElementById('login') !== null && !document.getElementById('login').hidden";
+    cdp.wait_for(form_shown, json!(true), limit).await;
+    assert_eq!(
+        cdp.eval("document.querySelectorAll('[data-backend]').length")
+            .await,
+        json!(0)
+    );
+    let sign_in = |t: &str| {
+        format!(
+            "document.getElementById('login-token').value = {}; \
+             document.getElementById('login-submit').click(); true",
+            json!(t)
+        )
+    };
+    // A wrong token is refused and forgotten.
+    cdp.eval(&sign_in("not-the-token-0123456789")).await;
+    cdp.wait_for(
+        "document.getElementById('login-error').textContent",
+        json!("That token was refused."),
+        limit,
+    )
+    .await;
+    cdp.wait_for(form_shown, json!(true), limit).await;
+    assert_eq!(
+        cdp.eval("sessionStorage.getItem('sticky-admin-token')")
+            .await,
+        Value::Null
+    );
+
+    // The right one: the dashboard shows, and Drain reaches the gateway.
+    cdp.eval(&sign_in(TOKEN)).await;
+    let badge =
+        r#"document.querySelector('[data-backend="app-2"] .badge.state')?.textContent ?? null"#;
+    cdp.wait_for(badge, json!("active"), limit).await;
+    assert_eq!(
+        cdp.eval("sessionStorage.getItem('sticky-admin-token')")
+            .await,
+        json!(TOKEN),
+        "kept for the tab"
+    );
+    cdp.eval(
+        r#"document.querySelector('button[data-action="drain"][data-id="app-2"]').click(); true"#,
+    )
+    .await;
+    cdp.wait_for(badge, json!("draining"), limit).await;
+    assert_eq!(admin.view.calls(), ["draining:app-2"]);
+
+    // Reloading the tab asks for nothing: the token is kept.
+    let failures = auth.failures();
+    cdp.eval("location.reload(); true").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cdp.wait_for(badge, json!("draining"), limit).await;
+    assert_eq!(cdp.eval(form_shown).await, json!(false));
+    assert_eq!(
+        auth.failures(),
+        failures,
+        "no refused call after the reload"
+    );
 }
 
 /// Takes the dashboard's picture once live bars show (real time, so the

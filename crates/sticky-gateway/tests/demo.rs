@@ -133,3 +133,33 @@ async fn the_demo_keeps_a_logged_in_cart_on_one_replica() {
 
     demo.running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_tls_serves_https_with_a_throwaway_certificate_clients_can_trust() {
+    use common::tls::*;
+    use rustls_pki_types::pem::PemObject;
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let dir = scratch("demo-tls");
+    let (listener, info) = sticky_gateway::demo::throwaway_tls(any, &dir).unwrap();
+    let demo = sticky_gateway::demo::start_with(any, any, Some(listener))
+        .await
+        .unwrap();
+    let tls = demo.running.tls_addrs[0];
+    // The printed authority file is all a client needs to trust it.
+    let pem = std::fs::read(&info.ca_file).unwrap();
+    let ca = rustls_pki_types::CertificateDer::from_pem_slice(&pem).unwrap();
+    for name in ["localhost", "127.0.0.1"] {
+        let s = connect(tls, name, trusting(&ca, &["h2", "http/1.1"]))
+            .await
+            .unwrap();
+        let mut h2 = http2(s).await;
+        let (r, v) = collect(h2.send_request(get_request(name, "/", None)).await.unwrap()).await;
+        assert_eq!((r.status, v), (StatusCode::OK, http::Version::HTTP_2));
+        assert!(String::from_utf8_lossy(&r.body).contains("Log in"));
+        assert!(r.headers["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("; Secure"));
+    }
+    demo.running.shutdown().await;
+}

@@ -9,6 +9,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 
+use super::auth::{self, AdminAuth};
 use super::metrics::{self, HistogramSnapshot, LatencyHistogram};
 use super::model::{AdminView, BackendView, RouteView};
 
@@ -17,6 +18,7 @@ use super::model::{AdminView, BackendView, RouteView};
 struct AppState {
     view: Arc<dyn AdminView>,
     latency: Arc<LatencyHistogram>,
+    auth: Arc<AdminAuth>,
 }
 
 /// A backend in `GET /backends`: the view plus its pinned-hit rate.
@@ -67,8 +69,18 @@ impl From<&HistogramSnapshot> for LatencyJson {
 }
 
 /// The admin router: `GET /`, `GET /backends`, `POST /backends/{id}/drain`,
-/// `POST /backends/{id}/activate`, `GET /stats` and `GET /metrics`.
+/// `POST /backends/{id}/activate`, `GET /stats` and `GET /metrics`, open to
+/// every caller.
 pub fn router(view: Arc<dyn AdminView>, latency: Arc<LatencyHistogram>) -> Router {
+    router_with_auth(view, latency, Arc::new(AdminAuth::open()))
+}
+
+/// The admin router, each call checked by `auth` first.
+pub fn router_with_auth(
+    view: Arc<dyn AdminView>,
+    latency: Arc<LatencyHistogram>,
+    auth: Arc<AdminAuth>,
+) -> Router {
     Router::new()
         .route("/", get(super::dashboard::page))
         .route("/backends", get(backends))
@@ -77,7 +89,15 @@ pub fn router(view: Arc<dyn AdminView>, latency: Arc<LatencyHistogram>) -> Route
         .route("/stats", get(stats))
         .route("/metrics", get(metrics_text))
         .fallback(not_found)
-        .with_state(AppState { view, latency })
+        .layer(axum::middleware::from_fn_with_state(
+            auth.clone(),
+            auth::require,
+        ))
+        .with_state(AppState {
+            view,
+            latency,
+            auth,
+        })
 }
 
 /// Marks a JSON answer as never cacheable: it is a live reading.
@@ -110,7 +130,17 @@ async fn stats(State(s): State<AppState>) -> Response {
 }
 
 async fn metrics_text(State(s): State<AppState>) -> Response {
-    let body = metrics::render(s.view.as_ref(), &s.latency);
+    let mut body = metrics::render(s.view.as_ref(), &s.latency);
+    if s.auth.has_file() {
+        use std::fmt::Write as _;
+        let _ = write!(
+            body,
+            "# HELP sticky_admin_auth_failures_total Admin calls refused for a missing or wrong token.\n\
+             # TYPE sticky_admin_auth_failures_total counter\n\
+             sticky_admin_auth_failures_total {}\n",
+            s.auth.failures()
+        );
+    }
     (
         [
             (

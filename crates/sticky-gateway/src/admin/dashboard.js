@@ -45,6 +45,51 @@
   function setWidth(el, frac) { el.style.width = (Math.max(0, Math.min(1, frac)) * 100).toFixed(1) + "%"; }
   function sum(pairs) { return pairs.reduce((a, [, n]) => a + n, 0); }
 
+  // The admin token, when the gateway asks for one: kept for this tab only
+  // (sessionStorage), sent as a bearer token, never put in a URL or cookie.
+  const TOKEN_KEY = "sticky-admin-token";
+  let token = sessionStorage.getItem(TOKEN_KEY) || "";
+
+  class Unauthorized extends Error {}
+
+  /** Shows the sign-in form; a token that was in use is forgotten. */
+  function needLogin() {
+    if (token) {
+      token = "";
+      sessionStorage.removeItem(TOKEN_KEY);
+      setText($("login-error"), "That token was refused.");
+    }
+    document.body.classList.add("locked");
+    if ($("login").hidden) {
+      $("login").hidden = false;
+      $("login-token").focus();
+    }
+  }
+
+  $("login").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const t = $("login-token").value.trim();
+    if (!t) return;
+    token = t;
+    sessionStorage.setItem(TOKEN_KEY, t);
+    $("login-token").value = "";
+    setText($("login-error"), "");
+    $("login").hidden = true;
+    document.body.classList.remove("locked");
+    refresh();
+  });
+
+  /** fetch() with the token; a 401 asks for one. */
+  async function api(path, init) {
+    const headers = token ? { Authorization: "Bearer " + token } : {};
+    const r = await fetch(path, Object.assign({ cache: "no-store", headers }, init || {}));
+    if (r.status === 401) {
+      needLogin();
+      throw new Unauthorized("admin token required");
+    }
+    return r;
+  }
+
   let toastTimer = 0;
   function toast(msg, isError) {
     const t = $("toast");
@@ -58,7 +103,7 @@
     button.classList.add("busy");
     button.disabled = true;
     try {
-      const r = await fetch("backends/" + encodeURIComponent(id) + "/" + action, { method: "POST", cache: "no-store" });
+      const r = await api("backends/" + encodeURIComponent(id) + "/" + action, { method: "POST" });
       const body = await r.json().catch(() => ({}));
       if (!r.ok) throw new Error(body.error || ("HTTP " + r.status));
       toast(id + " is now " + (body.state || action));
@@ -274,11 +319,13 @@
   let inFlight = null;
   function refresh() {
     if (inFlight) return inFlight;
+    // While the sign-in form is up, calls would only be refused.
+    if (!$("login").hidden) return Promise.resolve();
     inFlight = (async () => {
       try {
         const [b, s] = await Promise.all([
-          fetch("backends", { cache: "no-store" }).then((r) => { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); }),
-          fetch("stats", { cache: "no-store" }).then((r) => { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); }),
+          api("backends").then((r) => { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); }),
+          api("stats").then((r) => { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); }),
         ]);
         render(b, s);
         $("live").dataset.status = "ok";
@@ -286,7 +333,7 @@
         document.body.classList.remove("stale");
       } catch (e) {
         $("live").dataset.status = "error";
-        setText($("live-text"), "gateway unreachable, retrying…");
+        setText($("live-text"), e instanceof Unauthorized ? "admin token required" : "gateway unreachable, retrying…");
         document.body.classList.add("stale");
       } finally {
         inFlight = null;

@@ -10,6 +10,9 @@
 //! | `GET /stats` | JSON: `routes` (outcome counters) and a `latency` summary |
 //! | `GET /metrics` | Prometheus text exposition |
 //!
+//! [`serve_with_auth`] requires a bearer token as [`auth::AdminAuth`] says
+//! (401 otherwise); [`serve`] is open, for a loopback listener.
+//!
 //! The gateway implements [`AdminView`] over its live routes and calls
 //! [`serve`] with a loopback listener; its proxy records each request's
 //! duration in the shared [`LatencyHistogram`].
@@ -35,6 +38,7 @@
 //! ```
 
 mod api;
+pub mod auth;
 mod dashboard;
 mod metrics;
 mod model;
@@ -42,7 +46,7 @@ mod model;
 use std::future::Future;
 use std::sync::Arc;
 
-pub use api::router;
+pub use api::{router, router_with_auth};
 pub use metrics::{
     escape_label, render_parts, HistogramSnapshot, LatencyHistogram, LATENCY_BOUNDS,
 };
@@ -61,7 +65,28 @@ pub async fn serve(
     latency: Arc<LatencyHistogram>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(view, latency))
+    serve_with_auth(
+        listener,
+        view,
+        latency,
+        Arc::new(auth::AdminAuth::open()),
+        shutdown,
+    )
+    .await
+}
+
+/// Serves the admin API as [`serve`] does, each call checked by `auth`
+/// (refusals are logged with the peer's address).
+pub async fn serve_with_auth(
+    listener: tokio::net::TcpListener,
+    view: Arc<dyn AdminView>,
+    latency: Arc<LatencyHistogram>,
+    auth: Arc<auth::AdminAuth>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router_with_auth(view, latency, auth)
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -27,6 +27,8 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// The peer's `X-Forwarded-For` entry, made once per connection.
     pub forwarded_for: HeaderValue,
+    /// The connection came through a TLS listener.
+    pub tls: bool,
 }
 
 impl ConnInfo {
@@ -35,6 +37,15 @@ impl ConnInfo {
         Self {
             peer,
             forwarded_for: headers::forwarded_for_value(peer),
+            tls: false,
+        }
+    }
+
+    /// Information about a connection from `peer` through a TLS listener.
+    pub fn over_tls(peer: SocketAddr) -> Self {
+        Self {
+            tls: true,
+            ..Self::new(peer)
         }
     }
 }
@@ -194,6 +205,9 @@ async fn forward(
     };
     routed.prepare_request(engine, &mut parts.headers);
     headers::prepare_request(&mut parts, &conn.forwarded_for, upgrade);
+    if conn.tls {
+        crate::tls::mark_forwarded_https(&mut parts.headers);
+    }
     let framing = RequestFraming::of(&parts.headers, body.is_end_stream());
     let mut backend = loop {
         let e = match connect_and_send_head(&pool, &parts, framing).await {
@@ -228,7 +242,11 @@ async fn forward(
             // The result counts now; the request stays in flight until its
             // response body has streamed to the client.
             routed.record(!head.parts.status.is_server_error());
-            respond(gw, route, routed, head, backend, pool, client_upgrade)
+            let mut served = respond(gw, route, routed, head, backend, pool, client_upgrade);
+            if conn.tls {
+                crate::tls::secure_cookie(&route.config, served.response.headers_mut());
+            }
+            served
         }
         Err(e) => failed(routed, &pool, &e),
     }

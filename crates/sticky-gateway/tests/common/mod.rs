@@ -2,6 +2,8 @@
 //! gateway binary started as a child process (stopped by its own pid).
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -1,0 +1,581 @@
+//! TLS termination over loopback, with certificates made in the test:
+//! ALPN (h2 and http/1.1), SNI, session resumption, the Secure cookie,
+//! WebSocket tunnels, certificate reloads (file change, SIGHUP) without
+//! dropping established connections, bad PEM files, redirects to HTTPS.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::tls::*;
+use common::*;
+use http::StatusCode;
+use sticky_gateway::tls::throwaway::{Authority, Issued};
+use sticky_gateway::tls::{CertificateFiles, TlsListenerConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn ca() -> Authority {
+    Authority::new("sticky test CA").unwrap()
+}
+
+fn listener(certificates: Vec<CertificateFiles>) -> TlsListenerConfig {
+    TlsListenerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        certificates,
+        resumption: true,
+    }
+}
+
+/// An in-process gateway over `backends` with a plain listener and one TLS
+/// listener serving `certificates`.
+async fn tls_gateway(
+    backends: &[&Backend],
+    certificates: Vec<CertificateFiles>,
+) -> sticky_gateway::run::Running {
+    in_process_gateway(backends, |c| {
+        c.tls_listeners = vec![listener(certificates)];
+        c.file_watch_interval = Duration::from_millis(100);
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alpn_picks_h2_or_http11_and_the_cookie_is_secure_over_tls_only() {
+    tokio::time::timeout(LIMIT, async {
+        let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+        let ca = ca();
+        let dir = scratch("alpn");
+        let site = write_files(&dir, "site", &ca.issue(&["app.test"]).unwrap());
+        let gw = tls_gateway(&[&a, &b], vec![site]).await;
+        let tls = gw.tls_addrs[0];
+
+        // A client offering both gets h2, and verifies the chain it is sent.
+        let s = connect(tls, "app.test", trusting(&ca.cert_der, &["h2", "http/1.1"]))
+            .await
+            .unwrap();
+        assert_eq!(negotiated(&s).as_deref(), Some("h2"));
+        let mut h2 = http2(s).await;
+        let (r, v) = collect(
+            h2.send_request(get_request("app.test", "/", None))
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(v, http::Version::HTTP_2);
+        assert_eq!(r.status, StatusCode::OK);
+        let set = r.headers["set-cookie"].to_str().unwrap().to_string();
+        assert!(set.starts_with("sticky="), "{set}");
+        assert!(set.contains("; Secure"), "Secure over TLS: {set}");
+        // The pin holds over h2: the cookie brings the request back.
+        let cookie = r.set_cookie("sticky").unwrap();
+        let home = r.backend().to_string();
+        for _ in 0..5 {
+            let (again, _) = collect(
+                h2.send_request(get_request("app.test", "/", Some(&cookie)))
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            assert_eq!(again.backend(), home);
+        }
+
+        // A client offering only http/1.1 gets it.
+        let s = connect(tls, "app.test", trusting(&ca.cert_der, &["http/1.1"]))
+            .await
+            .unwrap();
+        assert_eq!(negotiated(&s).as_deref(), Some("http/1.1"));
+        let mut h1 = http1(s).await;
+        let (r, v) = collect(
+            h1.send_request(get_request("app.test", "/", None))
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(v, http::Version::HTTP_11);
+        assert!(r.headers["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("; Secure"));
+
+        // The plain listener of the same gateway does not mark it Secure
+        // (a browser would drop a Secure cookie set over http).
+        let plain = get(gw.addr, "/", None).await;
+        let set = plain.headers["set-cookie"].to_str().unwrap();
+        assert!(!set.contains("Secure"), "{set}");
+        gw.shutdown().await;
+    })
+    .await
+    .expect("bounded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sni_picks_the_certificate_that_covers_the_name() {
+    tokio::time::timeout(LIMIT, async {
+        let a = Backend::start("a").await;
+        let ca = ca();
+        let dir = scratch("sni");
+        let (default, api) = (
+            ca.issue(&["default.test"]).unwrap(),
+            ca.issue(&["api.test", "*.wild.test"]).unwrap(),
+        );
+        let gw = tls_gateway(
+            &[&a],
+            vec![
+                write_files(&dir, "default", &default),
+                write_files(&dir, "api", &api),
+            ],
+        )
+        .await;
+        let tls = gw.tls_addrs[0];
+        for (name, want, which) in [
+            ("api.test", &api, "api"),
+            ("API.Test", &api, "api"),
+            ("x.wild.test", &api, "api"),
+            ("a.b.wild.test", &default, "default"),
+            ("default.test", &default, "default"),
+            ("elsewhere.test", &default, "default"),
+            // An IP address: no SNI at all.
+            ("127.0.0.1", &default, "default"),
+        ] {
+            let s = connect(tls, name, any_cert()).await.unwrap();
+            assert_eq!(
+                leaf(&s),
+                want.cert_der,
+                "{name} gets the {which} certificate"
+            );
+        }
+        // A verifying client accepts what it is given for each name.
+        for name in ["api.test", "x.wild.test", "default.test"] {
+            let s = connect(tls, name, trusting(&ca.cert_der, &["http/1.1"])).await;
+            assert!(s.is_ok(), "{name}: {s:?}");
+        }
+        gw.shutdown().await;
+    })
+    .await
+    .expect("bounded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_resume_over_tls13_and_tls12() {
+    tokio::time::timeout(LIMIT, async {
+        let a = Backend::start("a").await;
+        let ca = ca();
+        let dir = scratch("resume");
+        let site = write_files(&dir, "site", &ca.issue(&["app.test"]).unwrap());
+        let gw = tls_gateway(&[&a], vec![site]).await;
+        let tls = gw.tls_addrs[0];
+        let tls12 = {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(ca.cert_der.clone().into()).unwrap();
+            let mut c =
+                rustls::ClientConfig::builder_with_provider(sticky_gateway::tls::certs::provider())
+                    .with_protocol_versions(&[&rustls::version::TLS12])
+                    .unwrap()
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
+            c.alpn_protocols = vec![b"http/1.1".to_vec()];
+            std::sync::Arc::new(c)
+        };
+        for (version, config) in [
+            ("TLS 1.3", trusting(&ca.cert_der, &["http/1.1"])),
+            ("TLS 1.2", tls12),
+        ] {
+            let mut kinds = Vec::new();
+            for _ in 0..2 {
+                let s = connect(tls, "app.test", config.clone()).await.unwrap();
+                kinds.push(s.get_ref().1.handshake_kind());
+                // One exchange, so that TLS 1.3 tickets (sent after the
+                // handshake) reach the client.
+                let mut h1 = http1(s).await;
+                let (r, _) = collect(
+                    h1.send_request(get_request("app.test", "/", None))
+                        .await
+                        .unwrap(),
+                )
+                .await;
+                assert_eq!(r.status, StatusCode::OK);
+            }
+            assert_eq!(
+                kinds,
+                [
+                    Some(rustls::HandshakeKind::Full),
+                    Some(rustls::HandshakeKind::Resumed)
+                ],
+                "{version}: the second connection resumes"
+            );
+        }
+        gw.shutdown().await;
+
+        // resumption = false: every handshake is a full one.
+        let site = write_files(&dir, "site", &ca.issue(&["app.test"]).unwrap());
+        let gw = in_process_gateway(&[&a], |c| {
+            let mut l = listener(vec![site]);
+            l.resumption = false;
+            c.tls_listeners = vec![l];
+        })
+        .await;
+        let config = trusting(&ca.cert_der, &["http/1.1"]);
+        for _ in 0..2 {
+            let s = connect(gw.tls_addrs[0], "app.test", config.clone())
+                .await
+                .unwrap();
+            assert_eq!(
+                s.get_ref().1.handshake_kind(),
+                Some(rustls::HandshakeKind::Full)
+            );
+            let mut h1 = http1(s).await;
+            let (r, _) = collect(
+                h1.send_request(get_request("app.test", "/", None))
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            assert_eq!(r.status, StatusCode::OK);
+        }
+        gw.shutdown().await;
+    })
+    .await
+    .expect("bounded");
+}
+
+async fn read_head<S: AsyncReadExt + Unpin>(s: &mut S) -> String {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut b).await.unwrap(), 1, "head cut short");
+        head.push(b[0]);
+    }
+    String::from_utf8(head).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_upgrade_over_tls_is_pinned_and_tunnelled() {
+    tokio::time::timeout(LIMIT, async {
+        let bs = [
+            Backend::start("b1").await,
+            Backend::start("b2").await,
+            Backend::start("b3").await,
+        ];
+        let ca = ca();
+        let dir = scratch("ws");
+        let site = write_files(&dir, "site", &ca.issue(&["app.test"]).unwrap());
+        let gw = tls_gateway(&[&bs[0], &bs[1], &bs[2]], vec![site]).await;
+        let tls = gw.tls_addrs[0];
+        // A session, pinned over TLS.
+        let s = connect(tls, "app.test", trusting(&ca.cert_der, &["http/1.1"])).await.unwrap();
+        let mut h1 = http1(s).await;
+        let (r, _) = collect(h1.send_request(get_request("app.test", "/", None)).await.unwrap()).await;
+        let (cookie, home) = (r.set_cookie("sticky").unwrap(), r.backend().to_string());
+        for _ in 0..3 {
+            let mut s = connect(tls, "app.test", trusting(&ca.cert_der, &["http/1.1"]))
+                .await
+                .unwrap();
+            let req = format!(
+                "GET /ws HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+                 Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nCookie: {cookie}\r\n\r\n"
+            );
+            s.write_all(req.as_bytes()).await.unwrap();
+            let head = read_head(&mut s).await;
+            assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+            assert!(head.to_ascii_lowercase().contains(&format!("x-backend: {home}")), "pinned: {head}");
+            // The tunnel: bytes both ways through TLS to the pinned backend.
+            for msg in ["hello", "again"] {
+                s.write_all(msg.as_bytes()).await.unwrap();
+                let mut buf = [0u8; 64];
+                let n = s.read(&mut buf).await.unwrap();
+                assert_eq!(std::str::from_utf8(&buf[..n]).unwrap(), format!("{home}:{msg}"));
+            }
+        }
+        gw.shutdown().await;
+    })
+    .await
+    .expect("bounded");
+}
+
+/// Waits until a new connection to `addr` is served `want`.
+async fn served(addr: SocketAddr, want: &Issued, what: &str) {
+    eventually(10, what, || async {
+        match connect(addr, "app.test", any_cert()).await {
+            Ok(s) => leaf(&s) == want.cert_der,
+            Err(_) => false,
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_certificate_file_is_served_to_new_connections_and_a_bad_one_is_not() {
+    tokio::time::timeout(LIMIT, async {
+        let a = Backend::start("a").await;
+        let ca = ca();
+        let dir = scratch("watch");
+        let (old, new) = (
+            ca.issue(&["app.test"]).unwrap(),
+            ca.issue(&["app.test"]).unwrap(),
+        );
+        let files = write_files(&dir, "site", &old);
+        let gw = tls_gateway(&[&a], vec![files.clone()]).await;
+        let tls = gw.tls_addrs[0];
+
+        // An established connection, with a request done on it.
+        let s = connect(tls, "app.test", any_cert()).await.unwrap();
+        assert_eq!(leaf(&s), old.cert_der);
+        let mut kept = http1(s).await;
+        let (r, _) = collect(
+            kept.send_request(get_request("app.test", "/", None))
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK);
+
+        write_files(&dir, "site", &new);
+        served(tls, &new, "the rewritten certificate is served").await;
+        // The established connection carries on.
+        let (r, _) = collect(
+            kept.send_request(get_request("app.test", "/", None))
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK);
+
+        // A bad file: the error names it; the certificate in use stays.
+        std::fs::write(&files.cert, "-----BEGIN CERTIFICATE-----\nnot base64!\n").unwrap();
+        let e = gw.certs[0].reload().unwrap_err();
+        assert_eq!(e.file, files.cert, "{e}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let s = connect(tls, "app.test", any_cert()).await.unwrap();
+        assert_eq!(leaf(&s), new.cert_der, "the last good certificate stays");
+        gw.shutdown().await;
+    })
+    .await
+    .expect("bounded");
+}
+
+fn config_file(
+    dir: &Path,
+    tls: SocketAddr,
+    site: &CertificateFiles,
+    backend: &Backend,
+) -> std::path::PathBuf {
+    let p = dir.join("gateway.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "file_watch_interval = \"0s\"\n\
+             [[tls_listeners]]\nlisten = \"{tls}\"\n\
+             [[tls_listeners.certificates]]\ncert = \"{}\"\nkey = \"{}\"\n\
+             [[routes]]\n{}",
+            site.cert.display(),
+            site.key.display(),
+            backends_toml([backend])
+        ),
+    )
+    .unwrap();
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_swaps_the_certificate_for_new_connections_while_an_established_one_keeps_working() {
+    tokio::time::timeout(LIMIT, async {
+        let a = Backend::start("a").await;
+        let ca = ca();
+        let dir = scratch("sighup");
+        let (old, new) = (
+            ca.issue(&["app.test"]).unwrap(),
+            ca.issue(&["app.test"]).unwrap(),
+        );
+        let site = write_files(&dir, "site", &old);
+        let tls = free_addr();
+        // File polling off: only SIGHUP can make the swap.
+        let conf = config_file(&dir, tls, &site, &a);
+        let gw =
+            GatewayProcess::start(&["--config", conf.to_str().unwrap()], dir.join("gw.log")).await;
+        eventually(10, "the TLS listener accepts", || async {
+            tokio::net::TcpStream::connect(tls).await.is_ok()
+        })
+        .await;
+
+        let s = connect(tls, "app.test", trusting(&ca.cert_der, &["h2"]))
+            .await
+            .unwrap();
+        assert_eq!(leaf(&s), old.cert_der);
+        let mut kept = http2(s).await;
+        let (r, _) = collect(
+            kept.send_request(get_request("app.test", "/", None))
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK);
+
+        write_files(&dir, "site", &new);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let s = connect(tls, "app.test", any_cert()).await.unwrap();
+        assert_eq!(
+            leaf(&s),
+            old.cert_der,
+            "no reload without SIGHUP when polling is off"
+        );
+        gw.signal("-HUP");
+        served(tls, &new, "the certificate swapped by SIGHUP is served").await;
+        // The connection made before the swap still carries requests.
+        for _ in 0..3 {
+            let (r, _) = collect(
+                kept.send_request(get_request("app.test", "/", None))
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            assert_eq!(r.status, StatusCode::OK);
+            assert_eq!(r.backend(), "a");
+        }
+        // A bad file on SIGHUP: logged, naming the file; the last good one stays.
+        std::fs::write(&site.key, "garbage").unwrap();
+        gw.signal("-HUP");
+        eventually(10, "the failed reload is logged", || async {
+            gw.logs().contains("certificate reload failed")
+        })
+        .await;
+        let logs = gw.logs();
+        assert!(logs.contains(site.key.to_str().unwrap()), "{logs}");
+        let s = connect(tls, "app.test", any_cert()).await.unwrap();
+        assert_eq!(leaf(&s), new.cert_der);
+        let (r, _) = collect(
+            kept.send_request(get_request("app.test", "/", None))
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK);
+    })
+    .await
+    .expect("bounded");
+}
+
+/// Runs the binary with `args`, bounded, and returns its status and stderr.
+fn run_bounded(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sticky-gateway"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            return (status.code(), err);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("sticky-gateway {args:?} did not exit within 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn bad_pem_files_exit_2_naming_the_file() {
+    let ca = ca();
+    let dir = scratch("badpem");
+    let good = write_files(&dir, "good", &ca.issue(&["app.test"]).unwrap());
+    let other = write_files(&dir, "other", &ca.issue(&["app.test"]).unwrap());
+    let junk = dir.join("junk.pem");
+    std::fs::write(&junk, "this is not PEM\n").unwrap();
+    let truncated = dir.join("truncated.pem");
+    let pem = std::fs::read_to_string(&good.cert).unwrap();
+    std::fs::write(&truncated, &pem[..pem.len() / 2]).unwrap();
+    let missing = dir.join("missing.key");
+    let p = |x: &Path| x.to_str().unwrap().to_string();
+    for (cert, key, file, reason) in [
+        (
+            p(&junk),
+            p(&good.key),
+            p(&junk),
+            "no CERTIFICATE block found",
+        ),
+        (p(&truncated), p(&good.key), p(&truncated), "invalid PEM"),
+        // A certificate where the key belongs.
+        (
+            p(&good.cert),
+            p(&good.cert),
+            p(&good.cert),
+            "no PRIVATE KEY block found",
+        ),
+        (p(&good.cert), p(&missing), p(&missing), "cannot read"),
+        (
+            p(&good.cert),
+            p(&other.key),
+            p(&other.key),
+            "does not match the certificate",
+        ),
+    ] {
+        let (code, err) = run_bounded(&[
+            "--tls-listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--backend",
+            "a=127.0.0.1:1",
+        ]);
+        assert_eq!(code, Some(2), "{err}");
+        assert!(err.contains(&format!("{file}: ")), "names {file}: {err}");
+        assert!(err.contains(reason), "{reason}: {err}");
+    }
+    // A second certificate without its key is a usage error too.
+    let (code, err) = run_bounded(&[
+        "--tls-listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        &p(&good.cert),
+        "--tls-key",
+        &p(&good.key),
+        "--tls-cert",
+        &p(&other.cert),
+        "--backend",
+        "a=127.0.0.1:1",
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--tls-key"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_listener_may_redirect_to_https() {
+    tokio::time::timeout(LIMIT, async {
+        let a = Backend::start("a").await;
+        let ca = ca();
+        let dir = scratch("redirect");
+        let site = write_files(&dir, "site", &ca.issue(&["app.test"]).unwrap());
+        let gw = in_process_gateway(&[&a], |c| {
+            c.tls_listeners = vec![listener(vec![site])];
+            c.redirect_to_https = true;
+        })
+        .await;
+        let port = gw.tls_addrs[0].port();
+        let r = get(gw.addr, "/cart?item=3", None).await;
+        assert_eq!(r.status, StatusCode::PERMANENT_REDIRECT);
+        assert_eq!(
+            r.headers["location"],
+            format!("https://app.test:{port}/cart?item=3").as_str()
+        );
+        assert_eq!(
+            a.requests.load(std::sync::atomic::Ordering::Relaxed),
+            0,
+            "nothing proxied"
+        );
+        gw.shutdown().await;
+    })
+    .await
+    .expect("bounded");
+}
