@@ -85,7 +85,7 @@ impl Gateway {
 
     /// Replaces the routes with those of `config`; backends that stay keep
     /// their state and every session. Backends new under a host name have
-    /// no address until resolved: [`crate::reload::reload`] resolves them
+    /// no address until resolved: a reload resolves them
     /// between [`Gateway::build_routes`] and [`Gateway::install`].
     pub fn apply(&self, config: GatewayConfig, keys: &KeyRing) -> Result<(), String> {
         let routes = self.build_routes(&config, keys)?;
