@@ -60,10 +60,13 @@ impl RouteSet {
     pub fn build(
         config: &GatewayConfig,
         keys: &KeyRing,
-        pool: PoolSettings,
         prev: Option<&RouteSet>,
         now_ms: u64,
     ) -> Result<Self, String> {
+        let pool = PoolSettings {
+            connect_timeout: config.timeouts.connect,
+            max_idle: config.limits.max_idle_per_backend,
+        };
         let mut routes = Vec::with_capacity(config.routes.len());
         for rc in &config.routes {
             let old = prev.and_then(|p| p.by_name(&rc.name));
