@@ -181,3 +181,98 @@ impl Readiness for PingoraReady<'_> {
         ready
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeSet, HashMap};
+    use std::future::Future;
+    use std::sync::{Arc, Mutex};
+
+    use async_trait::async_trait;
+    use pingora_load_balancing::discovery::ServiceDiscovery;
+    use pingora_load_balancing::{Backend, Backends};
+    use tower_sticky::{BackendState, StableId};
+
+    use super::Membership;
+    use crate::named_backend;
+
+    /// Discovery whose answer the test sets.
+    #[derive(Clone, Default)]
+    struct Scripted(Arc<Mutex<BTreeSet<Backend>>>);
+
+    #[async_trait]
+    impl ServiceDiscovery for Scripted {
+        async fn discover(&self) -> pingora_core::Result<(BTreeSet<Backend>, HashMap<u64, bool>)> {
+            Ok((self.0.lock().unwrap().clone(), HashMap::new()))
+        }
+    }
+
+    fn set(d: &Scripted, backends: &Backends, names: &[&str]) {
+        // pingora tells backends apart by address (`ext` is ignored), so
+        // each name has its own: b1 on 9001, b2 on 9002, ...
+        *d.0.lock().unwrap() = names
+            .iter()
+            .map(|n| {
+                named_backend(
+                    n,
+                    &format!("127.0.0.1:{}", 9000 + n[1..].parse::<u16>().unwrap()),
+                )
+                .unwrap()
+            })
+            .collect();
+        let mut update = std::pin::pin!(backends.update(|_| {}));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(update.as_mut().poll(&mut cx).is_ready());
+    }
+
+    fn state(m: &Membership, name: &str, now: u64) -> Option<BackendState> {
+        let snap = m.peek();
+        snap.table
+            .get_by_id(name.stable_id())
+            .map(|b| b.status().state(now))
+    }
+
+    #[test]
+    fn staying_backends_keep_their_state_across_membership_changes() {
+        let d = Scripted::default();
+        let backends = Backends::new(Box::new(d.clone()));
+        let m = Membership::new();
+        set(&d, &backends, &["b1", "b2"]);
+        let snap = m.load(&backends, 1_000, None);
+        assert_eq!(snap.table.len(), 2);
+        snap.table
+            .get_by_id("b1".stable_id())
+            .unwrap()
+            .status()
+            .drain();
+        // Same membership: the same table, not a rebuild.
+        assert!(Arc::ptr_eq(&snap, &m.load(&backends, 1_001, None)));
+        set(&d, &backends, &["b1", "b3"]);
+        let snap = m.load(&backends, 2_000, None);
+        assert_eq!(snap.table.len(), 2);
+        assert_eq!(state(&m, "b1", 2_000), Some(BackendState::Draining));
+        assert_eq!(state(&m, "b2", 2_000), None, "no grace: gone at once");
+        assert_eq!(state(&m, "b3", 2_000), Some(BackendState::Active));
+    }
+
+    #[test]
+    fn a_removed_backend_keeps_its_sessions_for_the_grace_period() {
+        let d = Scripted::default();
+        let backends = Backends::new(Box::new(d.clone()));
+        let m = Membership::new();
+        set(&d, &backends, &["b1", "b2"]);
+        m.load(&backends, 1_000, Some(5_000));
+        set(&d, &backends, &["b1"]);
+        m.load(&backends, 2_000, Some(5_000));
+        assert_eq!(state(&m, "b2", 2_000), Some(BackendState::Removed));
+        // Listed again within the grace period: back in service.
+        set(&d, &backends, &["b1", "b2"]);
+        m.load(&backends, 3_000, Some(5_000));
+        assert_eq!(state(&m, "b2", 3_000), Some(BackendState::Active));
+        // Removed again, and the grace period runs out.
+        set(&d, &backends, &["b1"]);
+        m.load(&backends, 4_000, Some(5_000));
+        m.load(&backends, 9_500, Some(5_000));
+        assert_eq!(state(&m, "b2", 9_500), None, "purged after its grace");
+    }
+}
