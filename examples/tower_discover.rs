@@ -84,13 +84,17 @@ async fn main() {
 
     let stats = sticky.stats();
     round("stats");
-    for b in &stats.backends {
+    for b in stats.backends() {
         println!(
             "{:<6} {:<8} requests={} new_sessions={} pinned_hits={}",
-            b.key, b.state, b.requests, b.new_sessions, b.pinned_hits
+            b.key(),
+            b.state(),
+            b.requests(),
+            b.new_sessions(),
+            b.pinned_hits()
         );
     }
-    println!("pinned={} new={}", stats.pinned, stats.new);
+    println!("pinned={} new={}", stats.pinned(), stats.new_sessions());
 }
 
 /// Sends one request as `user`, prints the decision, keeps the cookie.

@@ -64,17 +64,17 @@ impl AdminView for GatewayView {
             .routes()
             .iter()
             .map(|r| {
-                let st = r.router.stats(&r.table.load());
+                let st = r.engine.stats(&r.table.load());
                 RouteView {
                     name: r.config.name.clone(),
                     prefix: r.config.prefix.clone(),
-                    pinned: st.pinned,
-                    new: st.new,
-                    repinned: reasons(&st.repinned),
-                    temporary: reasons(&st.temporary),
-                    rejected: reasons(&st.rejected),
+                    pinned: st.pinned(),
+                    new: st.new_sessions(),
+                    repinned: reasons(st.repinned()),
+                    temporary: reasons(st.temporary()),
+                    rejected: reasons(st.rejected()),
                     invalid_tokens: st
-                        .invalid_tokens
+                        .invalid_tokens()
                         .iter()
                         .map(|(r, n)| (r.as_str().to_string(), *n))
                         .collect(),

@@ -10,12 +10,9 @@ use tower_sticky::token::{Key, KeyRing};
 pub fn load(path: &Path) -> Result<KeyRing, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("key_file: cannot read {}: {e}", path.display()))?;
-    KeyRing::from_lines(&text).map_err(|(line, e)| {
-        if line == 0 {
-            format!("key_file: {}: {e}", path.display())
-        } else {
-            format!("key_file: {} line {line}: {e}", path.display())
-        }
+    KeyRing::from_lines(&text).map_err(|e| match e.line() {
+        Some(line) => format!("key_file: {} line {line}: {}", path.display(), e.kind()),
+        None => format!("key_file: {}: {}", path.display(), e.kind()),
     })
 }
 

@@ -1,5 +1,5 @@
 //! Routes: each a host and path prefix with its own backend pool, decision
-//! engine ([`tower_sticky::Router`]) and session persistence.
+//! engine ([`tower_sticky::Engine`]) and session persistence.
 //!
 //! A route's backends live in an [`ArcSwap`]ped [`BackendTable`] keyed by
 //! backend *name*: the stable id that tokens carry derives from the name, so
@@ -12,7 +12,7 @@ use arc_swap::ArcSwap;
 use http::HeaderName;
 use tower_sticky::token::KeyRing;
 use tower_sticky::{
-    AffinitySource, BackendTable, CookieConfig, Placement, Router, StableId, StickyConfig,
+    AffinitySource, BackendTable, CookieConfig, Engine, Placement, StableId, StickyConfig,
 };
 
 use crate::config::{GatewayConfig, Persistence, PlacementKind, RouteConfig};
@@ -27,7 +27,7 @@ pub struct Route {
     /// Its settings.
     pub config: RouteConfig,
     /// Its decision engine (counters included).
-    pub router: Router,
+    pub engine: Engine,
     /// Its backends.
     pub table: ArcSwap<Table>,
 }
@@ -76,7 +76,7 @@ impl RouteSet {
             )?;
             routes.push(Arc::new(Route {
                 config: rc.clone(),
-                router: Router::new(sticky_config(rc, keys.clone())),
+                engine: Engine::new(sticky_config(rc, keys.clone())),
                 table: ArcSwap::from_pointee(table),
             }));
         }
@@ -284,7 +284,7 @@ mod tests {
         let mut rc = RouteConfig::catch_all(backends(&[("a", "127.0.0.1:1")]));
         rc.prefix = "/api".into();
         let r = Route {
-            router: Router::new(sticky_config(&rc, KeyRing::generate())),
+            engine: Engine::new(sticky_config(&rc, KeyRing::generate())),
             table: ArcSwap::from_pointee(Table::new()),
             config: rc,
         };

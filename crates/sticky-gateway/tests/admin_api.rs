@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use http::Request;
 use serde_json::Value;
 use sticky_gateway::admin::{
     serve, AdminView, BackendView, LatencyHistogram, RouteView, LATENCY_BOUNDS,
@@ -10,7 +11,10 @@ use sticky_gateway::admin::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tower_sticky::token::InvalidToken;
-use tower_sticky::{BackendState, BackendStats, Reason, Stats};
+use tower_sticky::token::KeyRing;
+use tower_sticky::{
+    BackendState, BackendStats, BackendTable, Engine, Outcome, Reason, Stats, StickyConfig,
+};
 
 /// A gateway stand-in: two routes, three backends, drain/activate flip state.
 struct FakeView {
@@ -61,19 +65,17 @@ impl FakeView {
 
 /// A core snapshot with some counts in every family.
 fn core_stats() -> Stats<&'static str> {
-    let mut repinned = Reason::ALL.map(|r| (r, 0));
-    repinned[1].1 = 3; // unhealthy
-    let mut invalid = InvalidToken::ALL.map(|r| (r, 0));
-    invalid[5].1 = 7; // forged
-    Stats {
-        backends: vec![],
-        pinned: 75,
-        new: 25,
-        repinned,
-        temporary: Reason::ALL.map(|r| (r, 0)),
-        rejected: Reason::ALL.map(|r| (r, 1)),
-        invalid_tokens: invalid,
+    let mut s = Stats::empty()
+        .add(Outcome::Pinned, 75)
+        .add(Outcome::New, 25)
+        .add(Outcome::Repinned(Reason::Unhealthy), 3)
+        .add_invalid(InvalidToken::Forged, 7);
+    for r in Reason::ALL {
+        s = s.add(Outcome::Rejected(r), 1);
     }
+    assert_eq!(s.repinned()[1], (Reason::Unhealthy, 3));
+    assert_eq!(s.invalid_tokens()[5], (InvalidToken::Forged, 7));
+    s
 }
 
 impl AdminView for FakeView {
@@ -329,19 +331,35 @@ fn route_view_names_every_reason_in_core_order() {
 
 #[test]
 fn backend_view_from_core_stats() {
-    let s = BackendStats {
-        key: "k",
-        id: tower_sticky::BackendId::from_bytes(b"app-1"),
-        state: BackendState::Draining,
-        in_flight: 4,
-        requests: 10,
-        new_sessions: 2,
-        pinned_hits: 8,
-        failures: 0,
-        ejections: 0,
-        weight: 1,
-    };
-    let v = BackendView::from_stats("app", "app-1", "10.0.0.1:80", "unknown", &s);
+    // Stats as the engine takes them: 2 new sessions and 8 pinned requests,
+    // 4 of them still in flight, then the backend drained.
+    let engine = Engine::new(StickyConfig::new(KeyRing::generate()));
+    let mut table = BackendTable::<&'static str>::new();
+    table.insert("k", (), 0).unwrap();
+    let fresh = || Request::new(()).into_parts().0;
+    let mut tokens = Vec::new();
+    for _ in 0..2 {
+        let r = engine.decide(&table, &fresh(), |_| true);
+        tokens.push(*r.issued_token().unwrap());
+    }
+    let sealed = engine.codec().unwrap().seal(&tokens[0]);
+    let mut held = Vec::new();
+    for i in 0..8 {
+        let mut parts = fresh();
+        let cookie = format!("sticky={}", sealed.as_str());
+        parts.headers.insert("cookie", cookie.parse().unwrap());
+        let mut r = engine.decide(&table, &parts, |_| true);
+        assert_eq!(r.outcome(), Outcome::Pinned);
+        assert!(r.begin(&engine, &table));
+        if i < 4 {
+            held.push(r);
+        }
+    }
+    table.get(0).unwrap().status().drain();
+    let stats = engine.stats(&table);
+    let s: &BackendStats<&str> = &stats.backends()[0];
+    assert_eq!(s.state(), BackendState::Draining);
+    let v = BackendView::from_stats("app", "app-1", "10.0.0.1:80", "unknown", s);
     assert_eq!(v.state, "draining");
     assert_eq!(v.in_flight, 4);
     assert!((v.pinned_hit_rate() - 0.8).abs() < 1e-9);

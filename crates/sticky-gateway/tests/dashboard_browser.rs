@@ -14,7 +14,7 @@ use sticky_gateway::admin::{serve, AdminView, BackendView, LatencyHistogram, Rou
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 use tower_sticky::token::InvalidToken;
-use tower_sticky::{Reason, Stats};
+use tower_sticky::{Outcome, Reason, Stats};
 
 // ---------------------------------------------------------------- fake gateway
 
@@ -96,25 +96,22 @@ impl AdminView for FakeView {
 
     fn routes(&self) -> Vec<RouteView> {
         let t = self.ticks.load(Ordering::Relaxed);
-        let mut app = Stats::<()> {
-            backends: vec![],
-            pinned: 19 * t,
-            new: 5 * t,
-            repinned: Reason::ALL.map(|r| (r, 0)),
-            temporary: Reason::ALL.map(|r| (r, 0)),
-            rejected: Reason::ALL.map(|r| (r, 0)),
-            invalid_tokens: InvalidToken::ALL.map(|r| (r, 0)),
-        };
-        app.repinned[1].1 = 12 + t / 10; // unhealthy
-        app.repinned[0].1 = 3; // backend_removed
-        app.temporary[2].1 = 4; // not_ready
-        app.invalid_tokens[5].1 = 2; // forged
-        app.invalid_tokens[7].1 = 31 + t / 20; // idle_expired
-        let mut api = app.clone();
-        api.pinned = 5 * t;
-        api.new = t;
-        api.rejected[4].1 = 1; // no_backend
-        api.invalid_tokens = InvalidToken::ALL.map(|r| (r, 0));
+        // Both routes see the same failovers; the api route has pinned and
+        // new counts of its own, one rejection and no invalid token.
+        let failovers = Stats::<()>::empty()
+            .add(Outcome::Repinned(Reason::Unhealthy), 12 + t / 10)
+            .add(Outcome::Repinned(Reason::Removed), 3)
+            .add(Outcome::Temporary(Reason::NotReady), 4);
+        let app = failovers
+            .clone()
+            .add(Outcome::Pinned, 19 * t)
+            .add(Outcome::New, 5 * t)
+            .add_invalid(InvalidToken::Forged, 2)
+            .add_invalid(InvalidToken::IdleExpired, 31 + t / 20);
+        let api = failovers
+            .add(Outcome::Pinned, 5 * t)
+            .add(Outcome::New, t)
+            .add(Outcome::Rejected(Reason::NoBackend), 1);
         vec![
             RouteView::from_stats("app", "/", &app),
             RouteView::from_stats("api", "/api/", &api),

@@ -14,7 +14,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criteri
 use http::header::COOKIE;
 use http::{HeaderMap, HeaderValue, Request};
 use tower_sticky::token::{KeyRing, Token, TokenCodec};
-use tower_sticky::{BackendId, BackendTable, Router, StickyConfig};
+use tower_sticky::{BackendId, BackendTable, Engine, StickyConfig};
 
 fn table(n: usize) -> BackendTable<String> {
     let mut t = BackendTable::new();
@@ -24,7 +24,7 @@ fn table(n: usize) -> BackendTable<String> {
     t
 }
 
-fn pinned_parts(router: &Router, table: &BackendTable<String>) -> http::request::Parts {
+fn pinned_parts(router: &Engine, table: &BackendTable<String>) -> http::request::Parts {
     let id = table.get(table.len() / 2).unwrap().id();
     let now = (std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -42,7 +42,7 @@ fn pinned_parts(router: &Router, table: &BackendTable<String>) -> http::request:
 }
 
 fn bench_decide(c: &mut Criterion) {
-    let router = Router::new(StickyConfig::new(KeyRing::generate()));
+    let router = Engine::new(StickyConfig::new(KeyRing::generate()));
     let mut hit = c.benchmark_group("hit");
     for n in [3usize, 100, 1_000, 10_000] {
         let t = table(n);
@@ -66,7 +66,7 @@ fn bench_decide(c: &mut Criterion) {
                 HeaderMap::new,
                 |headers| {
                     let d = router.decide(&t, black_box(&parts), |_| true);
-                    router.tag_response(&d, headers);
+                    d.tag_response(&router, headers);
                 },
                 BatchSize::SmallInput,
             )

@@ -147,13 +147,17 @@ impl StickyConfig {
 
     /// A session unused for this long is over (GEP-1619 `idleTimeout`). The
     /// token is re-issued to slide the window, at most once per
-    /// [`refresh_interval`](Self::refresh_interval).
+    /// [`refresh_interval`](Self::refresh_interval) and at least once per
+    /// half idle timeout, so that a session in use never idle-expires.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = Some(timeout);
         self
     }
 
-    /// Minimum time between two idle refreshes of one session's token. Default 60 s.
+    /// Minimum time between two idle refreshes of one session's token.
+    /// Default 60 s. Clamped to half the idle timeout: a longer interval
+    /// would let a session used every second expire (a 10 s idle timeout
+    /// with a 60 s interval would never refresh in time).
     pub fn refresh_interval(mut self, interval: Duration) -> Self {
         self.refresh_interval = interval;
         self
@@ -185,7 +189,7 @@ impl StickyConfig {
         self
     }
 
-    /// Return [`error::Rejected`](crate::service::error::Rejected) from the
+    /// Return `tower_sticky::service::error::Rejected` from the
     /// service instead of answering `503` when the layer refuses a request
     /// (`Strict` failover, no backend). For stacks where an outer layer turns
     /// errors into responses.
@@ -198,6 +202,23 @@ impl StickyConfig {
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
         self
+    }
+
+    /// The time between two idle refreshes of one token as the engine
+    /// applies it: [`refresh_interval`](Self::refresh_interval), but at most
+    /// half the idle timeout (whole seconds, as tokens count time).
+    pub fn effective_refresh_interval(&self) -> Duration {
+        match self.idle_timeout {
+            Some(idle) => self
+                .refresh_interval
+                .min(Duration::from_secs(idle.as_secs() / 2)),
+            None => self.refresh_interval,
+        }
+    }
+
+    /// The idle timeout, if any.
+    pub fn idle_timeout_period(&self) -> Option<Duration> {
+        self.idle_timeout
     }
 
     /// The key ring.

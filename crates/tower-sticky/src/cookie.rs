@@ -8,6 +8,8 @@ use std::time::Duration;
 use http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE};
 use http::{HeaderMap, HeaderValue};
 
+use crate::lifecycle::{HeaderEdit, HeaderEdits};
+
 /// `SameSite` attribute of the affinity cookie.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SameSite {
@@ -331,9 +333,18 @@ pub fn append_set_cookie(headers: &mut HeaderMap, set_cookie: HeaderValue) {
 /// Makes a response private to one user: `Cache-Control: private` is added,
 /// and `public` / `s-maxage` directives that would contradict it are dropped.
 pub fn mark_private(headers: &mut HeaderMap) {
+    if let Some(v) = private_cache_control(headers) {
+        headers.insert(CACHE_CONTROL, v);
+    }
+}
+
+/// The `Cache-Control` value that makes a response with these headers
+/// private to one user, or `None` when it already is (`private`, `no-store`).
+/// The value form of [`mark_private`], for adapters that edit headers
+/// through their own methods.
+pub fn private_cache_control(headers: &HeaderMap) -> Option<HeaderValue> {
     if !headers.contains_key(CACHE_CONTROL) {
-        headers.insert(CACHE_CONTROL, HeaderValue::from_static("private"));
-        return;
+        return Some(HeaderValue::from_static("private"));
     }
     let existing: Vec<&str> = headers
         .get_all(CACHE_CONTROL)
@@ -348,7 +359,7 @@ pub fn mark_private(headers: &mut HeaderMap) {
         .iter()
         .any(|d| matches!(lower(d).as_str(), "private" | "no-store"))
     {
-        return;
+        return None;
     }
     let mut out = String::from("private");
     for d in existing {
@@ -359,9 +370,36 @@ pub fn mark_private(headers: &mut HeaderMap) {
         out.push_str(", ");
         out.push_str(d);
     }
-    if let Ok(v) = HeaderValue::try_from(out) {
-        headers.insert(CACHE_CONTROL, v);
+    HeaderValue::try_from(out).ok()
+}
+
+/// The edits that remove every cookie called `name` from the request's
+/// `Cookie` headers, keeping the application's cookies byte for byte: the
+/// value form of [`strip_cookie`] (same result once applied). Our cookie
+/// alone in its headers is one removal, with no allocation.
+pub fn strip_cookie_edits(headers: &HeaderMap, name: &str) -> HeaderEdits {
+    let name = name.as_bytes();
+    let (mut any_ours, mut any_other) = (false, false);
+    for v in headers.get_all(COOKIE) {
+        let (ours, other) = classify(v.as_bytes(), name);
+        any_ours |= ours;
+        any_other |= other;
     }
+    let mut edits = HeaderEdits::new();
+    if !any_ours {
+        return edits;
+    }
+    edits.push(HeaderEdit::remove(COOKIE));
+    if any_other {
+        for v in headers.get_all(COOKIE) {
+            if !classify(v.as_bytes(), name).0 {
+                edits.push(HeaderEdit::append(COOKIE, v.clone()));
+            } else if let Some(kept) = without(v.as_bytes(), name) {
+                edits.push(HeaderEdit::append(COOKIE, kept));
+            }
+        }
+    }
+    edits
 }
 
 #[cfg(test)]
@@ -383,6 +421,26 @@ mod tests {
         assert_eq!(find_cookie(&h, "b"), Some(&b"2"[..]));
         assert_eq!(find_cookie(&h, "stick"), None);
         assert_eq!(find_cookie(&map(&["xsticky=1"]), "sticky"), None);
+    }
+
+    #[test]
+    fn strip_edits_match_strip_cookie() {
+        for cookies in [
+            &["sticky=T"][..],
+            &["a=1; sticky=T; b=2"],
+            &["a=1; sticky=T; b=2", "sticky=T", "c=3"],
+            &["a=1", "b=2"],
+            &[],
+        ] {
+            let mut stripped = map(cookies);
+            strip_cookie(&mut stripped, "sticky");
+            let mut edited = map(cookies);
+            let edits = strip_cookie_edits(&edited, "sticky");
+            edits.apply(&mut edited);
+            assert_eq!(stripped, edited, "{cookies:?}");
+        }
+        let alone = strip_cookie_edits(&map(&["sticky=T"]), "sticky");
+        assert_eq!(alone.len(), 1, "our cookie alone: one removal");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::fmt;
 
 /// What the layer did with a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Outcome {
     /// The request carried a valid token and went to its pinned backend
     /// (or, for hashed affinity, to its key's first-choice backend).
@@ -58,6 +59,7 @@ impl fmt::Display for Outcome {
 
 /// Why a request did not simply go to its pinned backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Reason {
     /// The pinned backend is no longer in the backend set.
     Removed,

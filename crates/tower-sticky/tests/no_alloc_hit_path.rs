@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use http::header::COOKIE;
 use http::Request;
+use tower_sticky::lifecycle::EditOp;
 use tower_sticky::token::{KeyRing, Token};
-use tower_sticky::{BackendTable, Outcome, Router, StickyConfig};
+use tower_sticky::{BackendTable, Engine, Outcome, StickyConfig};
 
 struct Counting;
 
@@ -49,7 +50,7 @@ static GLOBAL: Counting = Counting;
 
 #[test]
 fn hit_path_allocates_nothing() {
-    let router = Router::new(StickyConfig::new(KeyRing::generate()));
+    let router = Engine::new(StickyConfig::new(KeyRing::generate()));
     let mut table = BackendTable::<String>::new();
     for i in 0..1000 {
         table.insert(format!("b{i}"), (), 0).unwrap();
@@ -74,20 +75,28 @@ fn hit_path_allocates_nothing() {
         })
         .collect();
     // Warm up lazily initialised state (thread-local RNG, tracing callsites).
-    let d = router.decide(&table, &requests[0], |_| true);
-    drop(router.begin(&table, &d));
+    let mut d = router.decide(&table, &requests[0], |_| true);
+    d.begin(&router, &table);
+    drop(d);
 
     let mut parts = requests;
     ALLOCS.store(0, Ordering::Relaxed);
     COUNTING.with(|c| c.set(true));
     for p in parts.iter_mut() {
-        let d = router.decide(&table, p, |_| true);
+        let mut d = router.decide(&table, p, |_| true);
         assert_eq!(d.outcome(), Outcome::Pinned);
-        router.prepare_request(&d, &mut p.headers);
-        let guard = router.begin(&table, &d).unwrap();
+        // The value form of the edits (what pingora applies through its own
+        // header methods) allocates nothing either: one removal.
+        let edits = d.request_edits(&router, &p.headers);
+        assert_eq!(edits.len(), 1);
+        assert!(edits.iter().all(|e| e.op() == EditOp::Remove));
+        drop(edits);
+        d.prepare_request(&router, &mut p.headers);
+        assert!(d.begin(&router, &table));
         let mut response_headers = http::HeaderMap::new();
-        router.tag_response(&d, &mut response_headers);
-        guard.finish(true);
+        assert!(d.response_edits(&router, &response_headers).is_empty());
+        d.tag_response(&router, &mut response_headers);
+        d.finish(true);
     }
     COUNTING.with(|c| c.set(false));
     assert_eq!(ALLOCS.load(Ordering::Relaxed), 0, "the hit path allocated");

@@ -61,13 +61,13 @@ impl BackendView {
             route: route.into(),
             id: id.into(),
             address: address.into(),
-            state: stats.state.as_str().to_owned(),
+            state: stats.state().as_str().to_owned(),
             health: health.into(),
-            in_flight: stats.in_flight,
-            requests: stats.requests,
-            new_sessions: stats.new_sessions,
-            pinned_hits: stats.pinned_hits,
-            failures: stats.failures,
+            in_flight: stats.in_flight(),
+            requests: stats.requests(),
+            new_sessions: stats.new_sessions(),
+            pinned_hits: stats.pinned_hits(),
+            failures: stats.failures(),
         }
     }
 
@@ -119,13 +119,13 @@ impl RouteView {
         Self {
             name: name.into(),
             prefix: prefix.into(),
-            pinned: stats.pinned,
-            new: stats.new,
-            repinned: reasons(&stats.repinned),
-            temporary: reasons(&stats.temporary),
-            rejected: reasons(&stats.rejected),
+            pinned: stats.pinned(),
+            new: stats.new_sessions(),
+            repinned: reasons(stats.repinned()),
+            temporary: reasons(stats.temporary()),
+            rejected: reasons(stats.rejected()),
             invalid_tokens: stats
-                .invalid_tokens
+                .invalid_tokens()
                 .iter()
                 .map(|(r, n)| (r.as_str().to_owned(), *n))
                 .collect(),

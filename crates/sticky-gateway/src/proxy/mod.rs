@@ -10,3 +10,6 @@ pub mod headers;
 pub mod pool;
 pub mod service;
 pub mod upgrade;
+
+#[cfg(test)]
+mod retry_tests;

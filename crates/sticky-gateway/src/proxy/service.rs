@@ -4,13 +4,12 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body::Body as _;
 use hyper::body::Incoming;
-use tower_sticky::table::InFlight;
-use tower_sticky::{Decision, Outcome, PeerAddr, Reason};
+use tower_sticky::{Decision, Outcome, PeerAddr, Reason, Routed};
 
 use super::body::{BackendBody, GatewayBody};
 use super::codec::{RequestFraming, ResponseHead};
@@ -130,31 +129,39 @@ async fn send_head(
     Ok(())
 }
 
-/// A backend that took nothing because it could not be reached: the request
-/// counts as failed on it, and it is ejected at once (its idle connections
-/// dropped) so that deciding again fails the session over per the route's
-/// policy.
-fn eject(
+/// A backend that took nothing because it could not be reached: the engine
+/// counts the failure and ejects it ([`Routed::unreachable`]); its idle
+/// connections go too, since they lead nowhere.
+fn unreachable_backend(
     route: &Route,
+    routed: &mut Routed,
     pool: &Pool,
-    guard: Option<InFlight>,
     error: &dyn std::fmt::Display,
-    attempt: u32,
 ) {
-    let status = guard.as_ref().map(|g| g.status().clone());
-    if let Some(g) = guard {
-        g.finish(false);
-    }
-    if let Some(s) = status {
-        let cool = route
-            .config
-            .ejection
-            .cool_down()
-            .max(Duration::from_secs(1));
-        s.eject(route.router.config().clock_ref().now_ms(), cool);
-    }
+    routed.unreachable(&route.engine, &route.table.load());
     pool.clear();
-    tracing::warn!(route = %route.config.name, backend = %pool.name(), error = %error, attempt, "backend unreachable, ejected");
+    tracing::warn!(
+        route = %route.config.name,
+        backend = %pool.name(),
+        error = %error,
+        attempt = routed.unreachable_count(),
+        "backend unreachable, ejected"
+    );
+}
+
+/// Opens (or reuses) a connection and writes the request head. `Err` only
+/// when nothing was sent: the request may go elsewhere.
+async fn connect_and_send_head(
+    pool: &Pool,
+    parts: &http::request::Parts,
+    framing: RequestFraming,
+) -> Result<Result<BackendConn, std::io::Error>, ConnectError> {
+    let mut backend = acquire(pool).await?;
+    match send_head(&mut backend, pool, parts, framing).await {
+        Ok(()) => Ok(Ok(backend)),
+        Err(ExchangeError::Unsent(e)) => Err(e),
+        Err(ExchangeError::Io(e)) => Ok(Err(e)),
+    }
 }
 
 async fn forward(
@@ -166,114 +173,87 @@ async fn forward(
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Served {
     let upgrade = client_upgrade.is_some();
-    let router = &route.router;
-    if router.needs_peer_addr() {
+    let engine = &route.engine;
+    if engine.needs_peer_addr() {
         // Only client-address affinity reads it; inserting allocates.
         parts.extensions.insert(PeerAddr(conn.peer));
     }
-    let unreachable = |decision, pool: &Pool| Served {
-        response: plain(StatusCode::BAD_GATEWAY, "no backend could be reached\n"),
-        backend: Some(pool.name().clone()),
-        decision: Some(decision),
+    // Decided once, from the request as the client sent it; a retry decides
+    // again from the kept token (`Routed::reroute`), never from the head
+    // prepared below, which no longer carries it. The table guard is dropped
+    // before any await.
+    let (mut routed, mut pool) = {
+        let table = route.table.load();
+        let mut routed = engine.decide(&table, &parts, |_| true);
+        let Some(backend) = routed.target().and_then(|i| table.get(i)) else {
+            return rejected(routed);
+        };
+        let pool: Arc<Pool> = backend.value().clone();
+        routed.begin(engine, &table);
+        (routed, pool)
     };
-    let mut attempts = 0u32;
-    let mut prepared = false;
-    loop {
-        // The table guard is dropped before any await.
-        let (decision, pool, guard): (Decision, Arc<Pool>, _) = {
-            let table = route.table.load();
-            let decision = router.decide(&table, &parts, |_| true);
-            let Some(backend) = decision.target().and_then(|i| table.get(i)) else {
-                return rejected(decision);
+    routed.prepare_request(engine, &mut parts.headers);
+    headers::prepare_request(&mut parts, &conn.forwarded_for, upgrade);
+    let framing = RequestFraming::of(&parts.headers, body.is_end_stream());
+    let mut backend = loop {
+        let e = match connect_and_send_head(&pool, &parts, framing).await {
+            Ok(Ok(backend)) => break backend,
+            Ok(Err(e)) => return failed(routed, &pool, &e),
+            Err(e) => e,
+        };
+        // Nothing was sent: the request may go to another backend, as the
+        // route's failover policy says.
+        unreachable_backend(route, &mut routed, &pool, &e);
+        if routed.unreachable_count() > route.config.retries {
+            return Served {
+                response: plain(StatusCode::BAD_GATEWAY, "no backend could be reached\n"),
+                backend: Some(pool.name().clone()),
+                decision: Some(*routed.decision()),
             };
-            (
-                decision,
-                backend.value().clone(),
-                router.begin(&table, &decision),
-            )
-        };
-        let mut backend = match acquire(&pool).await {
-            Ok(c) => c,
-            Err(e) => {
-                attempts += 1;
-                eject(route, &pool, guard, &e, attempts);
-                if attempts > route.config.retries {
-                    return unreachable(decision, &pool);
-                }
-                continue;
-            }
-        };
-        if !prepared {
-            // Once: a request sent elsewhere after a failed first write keeps
-            // the head as prepared (our token already removed, the client
-            // already appended to X-Forwarded-For).
-            router.prepare_request(&decision, &mut parts.headers);
-            headers::prepare_request(&mut parts, &conn.forwarded_for, upgrade);
-            prepared = true;
         }
-        let framing = RequestFraming::of(&parts.headers, body.is_end_stream());
-        let sent = send_head(&mut backend, &pool, &parts, framing).await;
-        let sent = match sent {
-            Ok(()) => match backend.write_body(body, framing).await {
-                Ok(()) => backend.read_head(&parts.method, upgrade).await,
-                Err(e) => Err(e),
-            },
-            Err(ExchangeError::Unsent(e)) => {
-                // The backend vanished under a pooled connection and takes no
-                // new one; nothing was sent, so the request goes elsewhere
-                // (as a new session when our token was removed already).
-                attempts += 1;
-                eject(route, &pool, guard, &e, attempts);
-                if attempts > route.config.retries {
-                    return unreachable(decision, &pool);
-                }
-                continue;
-            }
-            Err(ExchangeError::Io(e)) => Err(e),
+        let table = route.table.load();
+        routed.reroute(engine, &table, |_| true);
+        let Some(next) = routed.target().and_then(|i| table.get(i)) else {
+            return rejected(routed);
         };
-        let head = match sent {
-            Ok(head) => head,
-            Err(e) => {
-                if let Some(g) = guard {
-                    g.finish(false);
-                }
-                tracing::warn!(backend = %pool.name(), error = %e, "backend request failed");
-                return Served {
-                    response: plain(StatusCode::BAD_GATEWAY, "the backend failed to answer\n"),
-                    backend: Some(pool.name().clone()),
-                    decision: Some(decision),
-                };
-            }
-        };
-        let mut guard = guard;
-        if let Some(g) = guard.as_mut() {
+        pool = next.value().clone();
+        routed.begin(engine, &table);
+    };
+    let head = match backend.write_body(body, framing).await {
+        Ok(()) => backend.read_head(&parts.method, upgrade).await,
+        Err(e) => Err(e),
+    };
+    match head {
+        Ok(head) => {
             // The result counts now; the request stays in flight until its
             // response body has streamed to the client.
-            g.record(!head.parts.status.is_server_error());
+            routed.record(!head.parts.status.is_server_error());
+            respond(gw, route, routed, head, backend, pool, client_upgrade)
         }
-        return respond(
-            gw,
-            route,
-            decision,
-            head,
-            backend,
-            pool,
-            client_upgrade,
-            guard,
-        );
+        Err(e) => failed(routed, &pool, &e),
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The request may have reached the backend and no answer came: never
+/// replayed, answered 502.
+fn failed(mut routed: Routed, pool: &Pool, error: &std::io::Error) -> Served {
+    routed.finish(false);
+    tracing::warn!(backend = %pool.name(), error = %error, "backend request failed");
+    Served {
+        response: plain(StatusCode::BAD_GATEWAY, "the backend failed to answer\n"),
+        backend: Some(pool.name().clone()),
+        decision: Some(*routed.decision()),
+    }
+}
+
 fn respond(
     gw: &Gateway,
     route: &Route,
-    decision: Decision,
+    mut routed: Routed,
     head: ResponseHead,
     backend: BackendConn,
     pool: Arc<Pool>,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
-    in_flight: Option<InFlight>,
 ) -> Served {
     let ResponseHead {
         mut parts,
@@ -284,7 +264,8 @@ fn respond(
     // The codec accepts 101 only for a request that asked to upgrade.
     let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
     headers::strip_hop_by_hop(&mut parts.headers, switching);
-    route.router.tag_response(&decision, &mut parts.headers);
+    routed.tag_response(&route.engine, &mut parts.headers);
+    let in_flight = routed.take_in_flight();
     let body = match client_upgrade {
         Some(client) if switching => {
             // The connection is the tunnel's now, never pooled.
@@ -298,12 +279,12 @@ fn respond(
     Served {
         response: Response::from_parts(parts, body),
         backend: Some(name),
-        decision: Some(decision),
+        decision: Some(*routed.decision()),
     }
 }
 
-fn rejected(decision: Decision) -> Served {
-    let outcome = decision.outcome();
+fn rejected(routed: Routed) -> Served {
+    let outcome = routed.outcome();
     let text = match outcome {
         Outcome::Rejected(Reason::NoBackend) => "no backend available\n",
         _ => "the session's backend is unavailable\n",
@@ -313,7 +294,7 @@ fn rejected(decision: Decision) -> Served {
     Served {
         response,
         backend: None,
-        decision: Some(decision),
+        decision: Some(*routed.decision()),
     }
 }
 
@@ -321,6 +302,7 @@ fn rejected(decision: Decision) -> Served {
 mod tests {
     use super::*;
     use crate::proxy::pool::PoolSettings;
+    use std::time::Duration;
     use tokio::io::AsyncReadExt;
     use tokio::net::{TcpListener, TcpStream};
 

@@ -6,8 +6,7 @@ use http::{Response, StatusCode};
 use pin_project_lite::pin_project;
 
 use super::error::BoxError;
-use crate::table::InFlight;
-use crate::{Decision, Outcome, Router};
+use crate::{Engine, Outcome, Routed};
 
 pin_project! {
     /// Response future of [`Sticky`](super::Sticky): either the backend's
@@ -16,10 +15,9 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         kind: Kind<F>,
-        decision: Decision,
+        routed: Routed,
         // Only set when the response must carry a new token (not on the hit path).
-        router: Option<Router>,
-        guard: Option<InFlight>,
+        engine: Option<Engine>,
         span: tracing::Span,
     }
 }
@@ -35,26 +33,23 @@ pin_project! {
 impl<F> ResponseFuture<F> {
     pub(super) fn backend(
         future: F,
-        decision: Decision,
-        router: Option<Router>,
-        guard: Option<InFlight>,
+        routed: Routed,
+        engine: Option<Engine>,
         span: tracing::Span,
     ) -> Self {
         Self {
             kind: Kind::Backend { future },
-            decision,
-            router,
-            guard,
+            routed,
+            engine,
             span,
         }
     }
 
-    pub(super) fn reject(decision: Decision, span: tracing::Span) -> Self {
+    pub(super) fn reject(routed: Routed, span: tracing::Span) -> Self {
         Self {
             kind: Kind::Reject,
-            decision,
-            router: None,
-            guard: None,
+            routed,
+            engine: None,
             span,
         }
     }
@@ -71,10 +66,10 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let _entered = this.span.enter();
-        let outcome: Outcome = this.decision.outcome();
+        let outcome: Outcome = this.routed.outcome();
         match this.kind.project() {
             KindProj::Reject => {
-                if this.decision.reject_as_error() {
+                if this.routed.decision().reject_as_error() {
                     let reason = outcome.reason().unwrap_or(crate::Reason::NoBackend);
                     return Poll::Ready(Err(super::error::Rejected(reason).into()));
                 }
@@ -86,19 +81,15 @@ where
             }
             KindProj::Backend { future } => match ready!(future.poll(cx)) {
                 Ok(mut res) => {
-                    if let Some(g) = this.guard.take() {
-                        g.finish(!res.status().is_server_error());
-                    }
-                    if let Some(router) = this.router.take() {
-                        router.tag_response(this.decision, res.headers_mut());
+                    this.routed.finish(!res.status().is_server_error());
+                    if let Some(engine) = this.engine.take() {
+                        this.routed.tag_response(&engine, res.headers_mut());
                     }
                     res.extensions_mut().insert(outcome);
                     Poll::Ready(Ok(res))
                 }
                 Err(e) => {
-                    if let Some(g) = this.guard.take() {
-                        g.finish(false);
-                    }
+                    this.routed.finish(false);
                     Poll::Ready(Err(e.into()))
                 }
             },

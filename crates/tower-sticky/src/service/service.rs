@@ -11,7 +11,7 @@ use tower_service::Service;
 use super::error::{self, BoxError};
 use super::{CountedInFlight, LoadSource, ResponseFuture};
 use crate::table::BackendTable;
-use crate::{Readiness, Router, StableId, Stats, StickyConfig};
+use crate::{Engine, Readiness, StableId, Stats, StickyConfig};
 
 /// Session-affinity routing over a `Discover` backend set. See the
 /// [module docs](crate::service).
@@ -24,7 +24,7 @@ where
     discover: D,
     services: ReadyCache<D::Key, D::Service, Request<B>>,
     table: BackendTable<D::Key>,
-    router: Router,
+    engine: Engine,
     /// Backends marked removed and waiting out their grace period.
     removed_pending: usize,
     load: L,
@@ -43,7 +43,7 @@ where
             discover,
             services: ReadyCache::default(),
             table: BackendTable::default(),
-            router: Router::new(config),
+            engine: Engine::new(config),
             removed_pending: 0,
             load: CountedInFlight,
         }
@@ -63,7 +63,7 @@ where
             discover: self.discover,
             services: self.services,
             table: self.table,
-            router: self.router,
+            engine: self.engine,
             removed_pending: self.removed_pending,
             load,
         }
@@ -80,8 +80,8 @@ where
     }
 
     /// The decision engine (configuration and counters).
-    pub fn router(&self) -> &Router {
-        &self.router
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// The backend table: states and counters of every backend.
@@ -94,7 +94,7 @@ where
     where
         D::Key: Clone,
     {
-        self.router.stats(&self.table)
+        self.engine.stats(&self.table)
     }
 }
 
@@ -123,8 +123,8 @@ where
     }
 
     fn update_from_discover(&mut self, cx: &mut Context<'_>) -> Result<(), error::Discover> {
-        let now = self.router.config().clock_ref().now_ms();
-        let grace = self.router.config().removal_grace_period();
+        let now = self.engine.config().clock_ref().now_ms();
+        let grace = self.engine.config().removal_grace_period();
         while let Poll::Ready(change) = Pin::new(&mut self.discover).poll_discover(cx) {
             match change {
                 None => break,
@@ -227,7 +227,7 @@ where
             }
         }
         if self.services.ready_len() > 0
-            || self.router.config().failover_policy() == crate::FailoverPolicy::Strict
+            || self.engine.config().failover_policy() == crate::FailoverPolicy::Strict
                 && !self.table.is_empty()
         {
             Poll::Ready(Ok(()))
@@ -243,26 +243,26 @@ where
             services: &self.services,
             load: &self.load,
         };
-        let decision = self.router.decide(&self.table, &parts, probe);
-        let outcome = decision.outcome();
+        let mut routed = self.engine.decide(&self.table, &parts, probe);
+        let outcome = routed.outcome();
         let span = tracing::debug_span!("sticky", %outcome, backend = tracing::field::Empty);
-        let Some(slot) = decision.target() else {
-            return ResponseFuture::reject(decision, span);
+        let Some(slot) = routed.target() else {
+            return ResponseFuture::reject(routed, span);
         };
-        if let Some(id) = decision.backend() {
+        if let Some(id) = routed.backend() {
             span.record("backend", tracing::field::display(id));
         }
-        self.router.prepare_request(&decision, &mut parts.headers);
+        routed.prepare_request(&self.engine, &mut parts.headers);
         parts.extensions.insert(outcome);
-        let guard = self.router.begin(&self.table, &decision);
+        routed.begin(&self.engine, &self.table);
         let key = self.table.get(slot).expect("decided slot exists").key();
         let future = {
             let _e = span.enter();
             self.services
                 .call_ready(key, Request::from_parts(parts, body))
         };
-        let router = decision.issued_token().map(|_| self.router.clone());
-        ResponseFuture::backend(future, decision, router, guard, span)
+        let engine = routed.issued_token().map(|_| self.engine.clone());
+        ResponseFuture::backend(future, routed, engine, span)
     }
 }
 
@@ -276,7 +276,7 @@ where
         f.debug_struct("Sticky")
             .field("discover", &self.discover)
             .field("table", &self.table)
-            .field("router", &self.router)
+            .field("engine", &self.engine)
             .finish()
     }
 }

@@ -166,10 +166,10 @@ impl Harness {
 
     fn state(&self, name: &'static str) -> Option<BackendState> {
         self.stats()
-            .backends
+            .backends()
             .iter()
-            .find(|b| b.key == name)
-            .map(|b| b.state)
+            .find(|b| *b.key() == name)
+            .map(|b| b.state())
     }
 
     /// A request carrying `token` in our cookie (or header).
@@ -290,7 +290,7 @@ impl Harness {
     fn open(&self, token: &str) -> Token {
         self.svc
             .get_ref()
-            .router()
+            .engine()
             .codec()
             .unwrap()
             .open(token.as_bytes())
@@ -354,10 +354,13 @@ fn pinned_backend_gets_every_request_and_never_sees_our_cookie() {
         );
     }
     let st = h.stats();
-    assert_eq!((st.new, st.pinned), (1, 50));
-    let b = st.backends.iter().find(|b| b.key == home).unwrap();
-    assert_eq!((b.pinned_hits, b.new_sessions, b.requests), (50, 1, 51));
-    assert_eq!(b.in_flight, 0);
+    assert_eq!((st.new_sessions(), st.pinned()), (1, 50));
+    let b = st.backends().iter().find(|b| *b.key() == home).unwrap();
+    assert_eq!(
+        (b.pinned_hits(), b.new_sessions(), b.requests()),
+        (50, 1, 51)
+    );
+    assert_eq!(b.in_flight(), 0);
 }
 
 #[test]
@@ -598,7 +601,7 @@ fn idle_refresh_reissues_at_most_once_per_interval() {
             tok = t;
         }
     }
-    assert_eq!(h.stats().new, 1);
+    assert_eq!(h.stats().new_sessions(), 1);
 }
 
 // ---------------------------------------------------------------- key rotation
@@ -773,11 +776,12 @@ fn draining_keeps_pinned_sessions_and_takes_no_new_ones() {
     // The operator sees what still reaches it.
     let b = h
         .stats()
-        .backends
-        .into_iter()
-        .find(|b| b.key == "b")
-        .unwrap();
-    assert_eq!(b.pinned_hits, on_b.len() as u64);
+        .backends()
+        .iter()
+        .find(|b| *b.key() == "b")
+        .unwrap()
+        .clone();
+    assert_eq!(b.pinned_hits(), on_b.len() as u64);
     assert!(h.svc.get_ref().activate(&"b"));
     assert_eq!(h.state("b"), Some(BackendState::Active));
     let fresh = h.sessions(300);
@@ -811,11 +815,12 @@ fn ejection_after_consecutive_5xx_and_readmission_after_cool_down() {
     assert_eq!(h.state("a"), Some(BackendState::Ejected));
     let a = h
         .stats()
-        .backends
-        .into_iter()
-        .find(|b| b.key == "a")
-        .unwrap();
-    assert_eq!((a.ejections, a.failures), (1, 5));
+        .backends()
+        .iter()
+        .find(|b| *b.key() == "a")
+        .unwrap()
+        .clone();
+    assert_eq!((a.ejections(), a.failures()), (1, 5));
     // Its session fails over; no new session goes there.
     let s = h.get(Some(&tok));
     assert_eq!(s.outcome, Outcome::Repinned(Reason::Unhealthy));

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 /// A backend's state as an operator sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum BackendState {
     /// Takes pinned sessions and new ones.
     Active,
@@ -15,8 +16,13 @@ pub enum BackendState {
     /// Ejected by passive health checking (or marked down by an active
     /// probe) until its cool-down ends; its sessions fail over.
     Ejected,
-    /// Removed by discovery but within its grace period: treated as draining
-    /// until the grace period ends, then dropped.
+    /// Removed by discovery (or from the configuration) but within its
+    /// removal grace: it keeps serving its pinned sessions and takes no new
+    /// ones, as a draining backend does, until the grace ends; then it is
+    /// dropped. Reported as `removed` (never as `draining`) so that an
+    /// operator can tell it from a backend drained by hand;
+    /// [`BackendStats::removal_deadline_ms`](crate::BackendStats::removal_deadline_ms)
+    /// says when the grace ends.
     Removed,
 }
 

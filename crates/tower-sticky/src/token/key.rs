@@ -86,6 +86,7 @@ impl fmt::Debug for Key {
 
 /// Why a key could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum KeyError {
     /// The text is not base64.
     Encoding,
@@ -106,6 +107,42 @@ impl fmt::Display for KeyError {
 }
 
 impl std::error::Error for KeyError {}
+
+/// Why a key file could not be read: what was wrong, and on which line, so
+/// that an operator can fix the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFileError {
+    line: Option<usize>,
+    kind: KeyError,
+}
+
+impl KeyFileError {
+    /// The 1-based line that failed; `None` when the error concerns the whole
+    /// file (no key in it at all).
+    pub fn line(&self) -> Option<usize> {
+        self.line
+    }
+
+    /// What was wrong.
+    pub fn kind(&self) -> &KeyError {
+        &self.kind
+    }
+}
+
+impl fmt::Display for KeyFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(n) => write!(f, "line {n}: {}", self.kind),
+            None => fmt::Display::fmt(&self.kind, f),
+        }
+    }
+}
+
+impl std::error::Error for KeyFileError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.kind)
+    }
+}
 
 /// The keys a codec uses: the first seals, all of them open.
 ///
@@ -134,17 +171,23 @@ impl KeyRing {
     /// first; blank lines and lines starting with `#` are ignored.
     ///
     /// Errors name the 1-based line that failed.
-    pub fn from_lines(text: &str) -> Result<Self, (usize, KeyError)> {
+    pub fn from_lines(text: &str) -> Result<Self, KeyFileError> {
         let mut keys = Vec::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            keys.push(Key::from_base64(line).map_err(|e| (i + 1, e))?);
+            keys.push(Key::from_base64(line).map_err(|kind| KeyFileError {
+                line: Some(i + 1),
+                kind,
+            })?);
         }
         if keys.is_empty() {
-            return Err((0, KeyError::Empty));
+            return Err(KeyFileError {
+                line: None,
+                kind: KeyError::Empty,
+            });
         }
         Ok(Self { keys })
     }
@@ -190,14 +233,14 @@ mod tests {
         let ring = KeyRing::from_lines(&text).unwrap();
         assert_eq!(ring.keys().len(), 2);
         assert_eq!(ring.sealing().to_base64(), a.to_base64());
+        let e = KeyRing::from_lines("\n# nothing\n").unwrap_err();
+        assert!(matches!((e.line(), e.kind()), (None, KeyError::Empty)));
+        let e = KeyRing::from_lines(&format!("{}\nxx!\n", a.to_base64())).unwrap_err();
         assert!(matches!(
-            KeyRing::from_lines("\n# nothing\n"),
-            Err((0, KeyError::Empty))
+            (e.line(), e.kind()),
+            (Some(2), KeyError::Encoding)
         ));
-        assert!(matches!(
-            KeyRing::from_lines(&format!("{}\nxx!\n", a.to_base64())),
-            Err((2, KeyError::Encoding))
-        ));
+        assert_eq!(e.to_string(), "line 2: key is not valid base64");
     }
 
     #[test]

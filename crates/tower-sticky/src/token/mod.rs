@@ -36,7 +36,7 @@
 
 mod key;
 
-pub use key::{Key, KeyError, KeyRing, KEY_LEN};
+pub use key::{Key, KeyError, KeyFileError, KeyRing, KEY_LEN};
 
 use std::fmt;
 
@@ -106,6 +106,7 @@ impl Token {
 /// Why a presented token was not trusted. Each is counted in
 /// [`Stats`](crate::Stats); the request is then treated as carrying no token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum InvalidToken {
     /// Not URL-safe base64 text (this includes non-ASCII and non-UTF-8 bytes).
     Malformed,

@@ -8,7 +8,7 @@ use http::{HeaderValue, Request};
 use proptest::prelude::*;
 
 use super::*;
-use crate::token::Key;
+use crate::token::{Key, Token};
 use crate::{AffinityKey, AffinitySource, Clock, FailoverPolicy};
 
 const T0: u64 = 1_700_000_000_000;
@@ -52,7 +52,7 @@ fn tenant(t: &str) -> Parts {
 
 #[test]
 fn new_then_pinned_through_decide() {
-    let router = Router::new(config());
+    let router = Engine::new(config());
     let t = table(&["a", "b", "c"]);
     let d = router.decide(&t, &head(|_| {}), all_ready);
     assert_eq!(d.outcome(), Outcome::New);
@@ -73,7 +73,7 @@ fn new_then_pinned_through_decide() {
 
 #[test]
 fn hashed_affinity_keeps_every_backend_under_the_bounded_load_cap() {
-    let router = Router::new(config().source(by_tenant()).hash_balance_factor(1.25));
+    let router = Engine::new(config().source(by_tenant()).hash_balance_factor(1.25));
     let t = table(&["a", "b", "c", "d"]);
     // One very hot tenant, all requests held in flight.
     let mut guards = Vec::new();
@@ -88,7 +88,9 @@ fn hashed_affinity_keeps_every_backend_under_the_bounded_load_cap() {
         if d.outcome() == Outcome::Pinned {
             home = d.backend();
         }
-        guards.push(router.begin(&t, &d).unwrap());
+        let mut d = d;
+        assert!(d.begin(&router, &t));
+        guards.push(d);
     }
     let cap = (1.25_f64 * 100.0 / 4.0).ceil() as usize;
     for b in t.iter() {
@@ -96,7 +98,7 @@ fn hashed_affinity_keeps_every_backend_under_the_bounded_load_cap() {
     }
     let st = router.stats(&t);
     assert!(st.repinned_for(Reason::Overloaded) > 0);
-    assert_eq!(st.pinned + st.repinned_for(Reason::Overloaded), 100);
+    assert_eq!(st.pinned() + st.repinned_for(Reason::Overloaded), 100);
     // Load gone: the tenant is back home.
     drop(guards);
     let d = router.decide(&t, &tenant("hot"), all_ready);
@@ -106,8 +108,8 @@ fn hashed_affinity_keeps_every_backend_under_the_bounded_load_cap() {
 #[test]
 fn hashed_affinity_failover_policies() {
     let t = table(&["a", "b", "c"]);
-    let home_of = |router: &Router| router.decide(&t, &tenant("x"), all_ready).backend();
-    let plain = Router::new(config().source(by_tenant()));
+    let home_of = |router: &Engine| router.decide(&t, &tenant("x"), all_ready).backend();
+    let plain = Engine::new(config().source(by_tenant()));
     let home = home_of(&plain).unwrap();
     let home_slot = t.index_of(home).unwrap();
     t.get(home_slot)
@@ -116,7 +118,7 @@ fn hashed_affinity_failover_policies() {
         .eject(T0, Duration::from_secs(10));
     let d = plain.decide(&t, &tenant("x"), all_ready);
     assert_eq!(d.outcome(), Outcome::Repinned(Reason::Unhealthy));
-    let tmp = Router::new(
+    let tmp = Engine::new(
         config()
             .source(by_tenant())
             .failover(FailoverPolicy::Temporary),
@@ -124,7 +126,7 @@ fn hashed_affinity_failover_policies() {
     let d = tmp.decide(&t, &tenant("x"), all_ready);
     assert_eq!(d.outcome(), Outcome::Temporary(Reason::Unhealthy));
     assert_ne!(d.backend(), Some(home));
-    let strict = Router::new(
+    let strict = Engine::new(
         config()
             .source(by_tenant())
             .failover(FailoverPolicy::Strict),
@@ -136,7 +138,7 @@ fn hashed_affinity_failover_policies() {
 
 #[test]
 fn nothing_to_route_to_is_rejected_with_no_backend() {
-    let router = Router::new(config());
+    let router = Engine::new(config());
     let empty = table(&[]);
     let d = router.decide(&empty, &head(|_| {}), all_ready);
     assert_eq!(d.outcome(), Outcome::Rejected(Reason::NoBackend));
@@ -151,8 +153,8 @@ fn nothing_to_route_to_is_rejected_with_no_backend() {
 #[test]
 fn displaced_sessions_agree_across_routers() {
     // Two routers (two replicas) with the same key, same backends, no shared state.
-    let r1 = Router::new(config());
-    let r2 = Router::new(config());
+    let r1 = Engine::new(config());
+    let r2 = Engine::new(config());
     let mut t = table(&["a", "b", "c", "d", "e"]);
     let tokens: Vec<Token> = (0..300)
         .map(|_| {
@@ -197,7 +199,7 @@ proptest! {
         ),
         as_value in any::<bool>(),
     ) {
-        let router = Router::new(config());
+        let router = Engine::new(config());
         let t = table(&["a", "b", "c"]);
         let raw = if as_value {
             let mut v = b"sticky=".to_vec();
@@ -213,7 +215,7 @@ proptest! {
         let d = router.decide(&t, &parts, all_ready);
         prop_assert_eq!(d.outcome(), Outcome::New);
         let mut headers = parts.headers.clone();
-        router.prepare_request(&d, &mut headers);
+        d.prepare_request(&router, &mut headers);
         prop_assert!(crate::cookie::find_cookie(&headers, "sticky").is_none());
     }
 }

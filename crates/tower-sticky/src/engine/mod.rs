@@ -1,0 +1,232 @@
+//! The decision engine: from a request's head and the backend table to a
+//! [`Routed`] request. Pure logic over `http` types and atomics: no tower, no
+//! tokio, no I/O, so every adapter (the tower layer, the gateway, axum,
+//! pingora) shares it, and it is benchmarked alone.
+//!
+//! The request's path:
+//! 1. read the token from its source (every `Cookie` header is read);
+//! 2. open it: authenticate, check absolute and idle expiry, look up the
+//!    backend by stable id (O(1)); anything invalid counts as "no token";
+//! 3. route to the pinned backend if it may take the request, else let the
+//!    [`FailoverPolicy`](crate::FailoverPolicy) decide;
+//! 4. place new sessions with the [`Placement`](crate::Placement) policy;
+//! 5. tag the response only when the pin is new, changed or due a refresh.
+//!
+//! What happens after the decision (header edits, in-flight accounting,
+//! "unreachable, decide again") is the [`Routed`] value's: see
+//! [`lifecycle`](crate::lifecycle).
+
+mod decide;
+mod view;
+
+pub use view::Readiness;
+pub(crate) use view::{Excluding, View};
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use http::request::Parts;
+
+use crate::lifecycle::{Decision, Routed};
+use crate::source::Source;
+use crate::table::BackendTable;
+use crate::token::{InvalidToken, TokenCodec};
+use crate::{Outcome, Reason, Stats, StickyConfig};
+
+const OUTCOME_SLOTS: usize = 2 + 3 * Reason::ALL.len();
+
+fn outcome_slot(o: Outcome) -> usize {
+    let n = Reason::ALL.len();
+    match o {
+        Outcome::Pinned => 0,
+        Outcome::New => 1,
+        Outcome::Repinned(r) => 2 + r.index(),
+        Outcome::Temporary(r) => 2 + n + r.index(),
+        Outcome::Rejected(r) => 2 + 2 * n + r.index(),
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    outcomes: [AtomicU64; OUTCOME_SLOTS],
+    invalid: [AtomicU64; InvalidToken::ALL.len()],
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: StickyConfig,
+    codec: Option<TokenCodec>,
+    /// Seconds between two idle refreshes of one token: the configured
+    /// interval, but never more than half the idle timeout, so that a
+    /// session in use is refreshed before it can idle-expire.
+    refresh_s: u64,
+    counters: Counters,
+}
+
+/// The decision engine of one sticky route: configuration, token codec and
+/// counters. Cheap to clone; clones share counters.
+///
+/// Every front end (the tower layer, the gateway, the axum and pingora
+/// adapters) asks it for a [`Routed`] request with [`Engine::decide`] and then
+/// follows that value's lifecycle, so that failover, counting and header
+/// edits are decided in one place.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl Engine {
+    /// An engine for `config`.
+    pub fn new(config: StickyConfig) -> Self {
+        let codec = config
+            .source
+            .token_name()
+            .map(|name| TokenCodec::new(config.keys.clone(), name));
+        let refresh_s = config.effective_refresh_interval().as_secs();
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                codec,
+                refresh_s,
+                counters: Counters::default(),
+            }),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &StickyConfig {
+        &self.inner.config
+    }
+
+    /// Whether decisions read the client's [`PeerAddr`](crate::PeerAddr) from
+    /// the request extensions (client-address affinity). Servers can skip
+    /// inserting it, and the allocation that goes with it, when not.
+    pub fn needs_peer_addr(&self) -> bool {
+        matches!(self.inner.config.source.0, Source::ClientAddr(_))
+    }
+
+    /// The token codec, for sources that carry tokens.
+    pub fn codec(&self) -> Option<&TokenCodec> {
+        self.inner.codec.as_ref()
+    }
+
+    /// Decides where the request with head `parts` goes, counts the outcome,
+    /// and returns the request's [`Routed`] lifecycle value. `ready` says
+    /// whether a backend's service can take a request now (pass `|_| true`
+    /// where there is no backpressure).
+    ///
+    /// The outcome is counted here, once: deciding again after an
+    /// unreachable backend ([`Routed::reroute`]) replaces it rather than
+    /// adding another.
+    pub fn decide<K, T>(
+        &self,
+        table: &BackendTable<K, T>,
+        parts: &Parts,
+        ready: impl Readiness,
+    ) -> Routed {
+        let view = self.view(table, ready);
+        let (d, basis) = self.decide_parts(&view, parts);
+        self.count(table, &d);
+        Routed::new(
+            Decision {
+                reject_error: self.inner.config.reject_with_error,
+                ..d
+            },
+            basis,
+        )
+    }
+
+    pub(crate) fn view<'a, K, T, R>(
+        &self,
+        table: &'a BackendTable<K, T>,
+        ready: R,
+    ) -> View<'a, K, T, R> {
+        let cfg = &self.inner.config;
+        View {
+            table,
+            now_ms: cfg.clock.now_ms(),
+            ready,
+            slow_start_ms: cfg.slow_start.map_or(0, |d| d.as_millis() as u64),
+            grace_ms: cfg.removal_grace.map_or(0, |d| d.as_millis() as u64),
+        }
+    }
+
+    /// Counts a decision: its outcome, why a token was not trusted, and the
+    /// chosen backend's request counters.
+    fn count<K, T>(&self, table: &BackendTable<K, T>, d: &Decision) {
+        let c = &self.inner.counters;
+        c.outcomes[outcome_slot(d.outcome)].fetch_add(1, Relaxed);
+        if let Some(r) = d.invalid {
+            c.invalid[r.index()].fetch_add(1, Relaxed);
+        }
+        if let Some(b) = d.target.and_then(|i| table.get(i)) {
+            let s = b.status();
+            s.requests.fetch_add(1, Relaxed);
+            match d.outcome {
+                Outcome::Pinned => {
+                    s.pinned_hits.fetch_add(1, Relaxed);
+                }
+                Outcome::New => {
+                    s.new_sessions.fetch_add(1, Relaxed);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Replaces the counted outcome of one request: `old` is taken back
+    /// (its backend's counters too, wherever the backend now is) and `new`
+    /// counted. Invalid-token counts stay: the token was presented once.
+    pub(crate) fn recount<K, T>(&self, table: &BackendTable<K, T>, old: &Decision, new: &Decision) {
+        let c = &self.inner.counters;
+        c.outcomes[outcome_slot(old.outcome)].fetch_sub(1, Relaxed);
+        if let Some(b) = old.backend.and_then(|id| table.get_by_id(id)) {
+            let s = b.status();
+            s.requests.fetch_sub(1, Relaxed);
+            match old.outcome {
+                Outcome::Pinned => {
+                    s.pinned_hits.fetch_sub(1, Relaxed);
+                }
+                Outcome::New => {
+                    s.new_sessions.fetch_sub(1, Relaxed);
+                }
+                _ => {}
+            }
+        }
+        self.count(
+            table,
+            &Decision {
+                invalid: None,
+                ..*new
+            },
+        );
+    }
+
+    /// A snapshot of every counter and backend state.
+    pub fn stats<K: Clone, T>(&self, table: &BackendTable<K, T>) -> Stats<K> {
+        let now = self.inner.config.clock.now_ms();
+        let c = &self.inner.counters;
+        let load = |s: usize| c.outcomes[s].load(Relaxed);
+        let n = Reason::ALL.len();
+        let grace_ms = self
+            .inner
+            .config
+            .removal_grace
+            .map_or(0, |d| d.as_millis() as u64);
+        Stats {
+            backends: table
+                .iter()
+                .map(|b| crate::stats::BackendStats::of(b, now, grace_ms))
+                .collect(),
+            pinned: load(0),
+            new: load(1),
+            repinned: Reason::ALL.map(|r| (r, load(2 + r.index()))),
+            temporary: Reason::ALL.map(|r| (r, load(2 + n + r.index()))),
+            rejected: Reason::ALL.map(|r| (r, load(2 + 2 * n + r.index()))),
+            invalid_tokens: InvalidToken::ALL.map(|r| (r, c.invalid[r.index()].load(Relaxed))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
