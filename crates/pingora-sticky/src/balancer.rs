@@ -1,16 +1,14 @@
 //! [`StickyBalancer`]: session affinity over a pingora [`LoadBalancer`].
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use pingora_core::protocols::l4::socket::SocketAddr;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_load_balancing::selection::{BackendIter, BackendSelection, RoundRobin};
 use pingora_load_balancing::{Backend, LoadBalancer};
 use tower_sticky::table::BackendStatus;
-use tower_sticky::{BackendState, Placement, StableId, StickyConfig};
+use tower_sticky::{BackendState, Engine, Placement, StableId, StickyConfig};
 
-use crate::engine::Engine;
 use crate::membership::{Membership, Snapshot};
 use crate::selection::InnerSelection;
 
@@ -31,7 +29,6 @@ pub struct StickyBalancer<S: BackendSelection = RoundRobin> {
     pub(crate) engine: Engine,
     pub(crate) membership: Arc<Membership>,
     pub(crate) peer: Arc<PeerFn>,
-    pub(crate) unreachable_cool_down: Duration,
 }
 
 impl<S: BackendSelection> Clone for StickyBalancer<S> {
@@ -41,7 +38,6 @@ impl<S: BackendSelection> Clone for StickyBalancer<S> {
             engine: self.engine.clone(),
             membership: self.membership.clone(),
             peer: self.peer.clone(),
-            unreachable_cool_down: self.unreachable_cool_down,
         }
     }
 }
@@ -50,7 +46,6 @@ impl<S: BackendSelection> std::fmt::Debug for StickyBalancer<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StickyBalancer")
             .field("engine", &self.engine)
-            .field("unreachable_cool_down", &self.unreachable_cool_down)
             .finish_non_exhaustive()
     }
 }
@@ -93,7 +88,6 @@ where
             engine: Engine::new(config),
             membership,
             peer: Arc::new(plain_http_peer),
-            unreachable_cool_down: Duration::from_secs(10),
         }
     }
 }
@@ -107,13 +101,6 @@ where
     /// Default: plain HTTP to the backend's address.
     pub fn peer(mut self, make: impl Fn(&Backend) -> HttpPeer + Send + Sync + 'static) -> Self {
         self.peer = Arc::new(make);
-        self
-    }
-
-    /// How long a backend that refused a connection is taken out of service
-    /// (its sessions fail over meanwhile). Default 10 s.
-    pub fn unreachable_cool_down(mut self, cool_down: Duration) -> Self {
-        self.unreachable_cool_down = cool_down;
         self
     }
 

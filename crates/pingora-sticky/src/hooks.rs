@@ -1,16 +1,24 @@
 //! One helper per `ProxyHttp` hook. Each is a method of [`StickyBalancer`]
-//! named after the hook it serves; call it from that hook.
+//! named after the hook it serves; call it from that hook. The request's
+//! lifecycle (decide, count in flight, header edits, re-decide after an
+//! unreachable backend, one outcome) is the core's
+//! [`Routed`](tower_sticky::Routed); these helpers
+//! only adapt it to pingora's hooks and header types.
 
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_load_balancing::selection::{BackendIter, BackendSelection};
 use pingora_proxy::Session;
+use tower_sticky::lifecycle::{EditOp, HeaderEdits};
 use tower_sticky::Outcome;
 
-use crate::engine::HeaderEdit;
 use crate::membership::PingoraReady;
 use crate::{StickyBalancer, StickyCtx};
+
+/// At most this many backends are tried for one request (each one found
+/// unreachable is taken out before the next try).
+const MAX_ATTEMPTS: u32 = 4;
 
 impl<S> StickyBalancer<S>
 where
@@ -23,13 +31,16 @@ where
     }
 
     /// For `ProxyHttp::upstream_peer`: reads the token from the request
-    /// (every `Cookie` header), decides, and returns the backend's peer.
-    /// A request the engine refuses (`Strict` failover, no backend) is an
-    /// `HTTPStatus(503)` error, which pingora answers as a 503.
+    /// (every `Cookie` header), decides, counts the request in flight and
+    /// returns the backend's peer. A request the engine refuses (`Strict`
+    /// failover, no backend) is an `HTTPStatus(503)` error, which pingora
+    /// answers as a 503 without calling any backend.
     ///
-    /// Called again by pingora after [`fail_to_connect`](Self::fail_to_connect)
-    /// marked the error retryable: the session then goes where the failover
-    /// policy says (the deterministic fallback, or 503 under `Strict`).
+    /// pingora calls it again to retry: after
+    /// [`fail_to_connect`](Self::fail_to_connect) the session goes where the
+    /// failover policy says, decided from the kept token (the deterministic
+    /// fallback, or 503 under `Strict`); after a reused connection failed
+    /// before anything was sent, to the same backend again.
     pub fn upstream_peer(&self, session: &Session, ctx: &mut StickyCtx) -> Result<Box<HttpPeer>> {
         self.route(session.req_header(), ctx)
     }
@@ -41,68 +52,76 @@ where
             table: &snap.table,
             backends: self.lb.backends(),
         };
-        let decision = self.engine.decide(&snap.table, req, ready);
-        // A previous attempt's guard (its failure already recorded) ends here.
-        ctx.in_flight = None;
-        ctx.attempts += 1;
-        ctx.decision = Some(decision);
-        let Some(backend) = decision.target().and_then(|i| snap.table.get(i)) else {
+        let routed = match ctx.routed.as_mut() {
+            None => ctx
+                .routed
+                .insert(self.engine.decide(&snap.table, req, ready)),
+            Some(routed) => {
+                if std::mem::take(&mut ctx.reroute) {
+                    routed.reroute(&self.engine, &snap.table, ready);
+                }
+                routed
+            }
+        };
+        let backend = routed.backend().and_then(|id| snap.table.get_by_id(id));
+        let Some(backend) = backend else {
             ctx.backend = None;
             return Err(Error::explain(
                 ErrorType::HTTPStatus(503),
-                format!("sticky: {}", decision.outcome()),
+                format!("sticky: {}", routed.outcome()),
             ));
         };
         ctx.backend = Some(backend.key().name.clone());
-        ctx.in_flight = self.engine.begin(&snap.table, &decision);
+        if routed.in_flight().is_none() {
+            routed.begin(&self.engine, &snap.table);
+        }
         Ok(Box::new((self.peer)(backend.value())))
     }
 
     /// For `ProxyHttp::upstream_request_filter`: removes our cookie from the
-    /// request the backend sees, through `RequestHeader`'s own methods.
+    /// request the backend sees, through `RequestHeader`'s own methods (so
+    /// pingora's header-case map stays in step).
     pub fn upstream_request_filter(
         &self,
         upstream_request: &mut RequestHeader,
         ctx: &StickyCtx,
     ) -> Result<()> {
-        let Some(decision) = &ctx.decision else {
+        let Some(routed) = &ctx.routed else {
             return Ok(());
         };
-        let edits = self
-            .engine
-            .request_edits(decision, &upstream_request.headers);
-        for HeaderEdit { name, values } in edits {
-            upstream_request.remove_header(&name);
-            for v in values {
-                upstream_request.append_header(name.clone(), v)?;
+        let edits = routed.request_edits(&self.engine, &upstream_request.headers);
+        apply(edits, |op, name, value| match (op, value) {
+            (EditOp::Remove, _) => {
+                upstream_request.remove_header(&name);
+                Ok(())
             }
-        }
-        Ok(())
+            (EditOp::Insert, Some(v)) => upstream_request.insert_header(name, v).map(|_| ()),
+            (_, Some(v)) => upstream_request.append_header(name, v).map(|_| ()),
+            (_, None) => Ok(()),
+        })
     }
 
-    /// For `ProxyHttp::fail_to_connect`: nothing was sent, so the failure is
-    /// recorded (the backend is taken out for the unreachable cool-down) and
-    /// the error marked retryable; pingora then calls `upstream_peer` again,
-    /// where the failover policy decides: the deterministic fallback (and a
-    /// re-pinned session under `Redistribute`), or 503 under `Strict`.
+    /// For `ProxyHttp::fail_to_connect`: nothing was sent, so the backend is
+    /// reported unreachable (ejected for the ejection cool-down, a failure
+    /// for passive health) and the error marked retryable; pingora then
+    /// calls `upstream_peer` again, where the core decides again from the
+    /// kept token under the failover policy: the deterministic fallback
+    /// (re-pinned under `Redistribute`), or 503 under `Strict`.
     pub fn fail_to_connect(&self, ctx: &mut StickyCtx, mut e: Box<Error>) -> Box<Error> {
-        if let Some(mut guard) = ctx.in_flight.take() {
-            guard
-                .status()
-                .eject(self.now_ms(), self.unreachable_cool_down);
-            guard.record(false);
-        }
-        // Each attempt takes one backend out: more attempts than backends
-        // means there is nowhere left to go.
-        let backends = self.snapshot().table.len() as u32;
-        e.set_retry(ctx.attempts <= backends);
+        let Some(routed) = ctx.routed.as_mut() else {
+            return e;
+        };
+        let snap = self.snapshot();
+        routed.unreachable(&self.engine, &snap.table);
+        ctx.reroute = true;
+        e.set_retry(routed.unreachable_count() < MAX_ATTEMPTS);
         e
     }
 
     /// For `ProxyHttp::response_filter` (not `upstream_response_filter`,
-    /// which runs before pingora's cache): appends `Set-Cookie` and marks the
+    /// which runs before pingora's cache): appends `Set-Cookie` and makes the
     /// response `Cache-Control: private` when a token is issued or refreshed,
-    /// through `ResponseHeader`'s own methods. Also records a 5xx for passive
+    /// through `ResponseHeader`'s own methods; records a 5xx for passive
     /// health checking.
     pub fn response_filter(
         &self,
@@ -111,41 +130,50 @@ where
     ) -> Result<()> {
         let status = upstream_response.status.as_u16();
         ctx.status = Some(status);
-        if let Some(guard) = ctx.in_flight.as_mut() {
-            guard.record(status < 500);
-        }
-        let Some(decision) = &ctx.decision else {
+        let Some(routed) = ctx.routed.as_mut() else {
             return Ok(());
         };
-        let edits = self
-            .engine
-            .response_edits(decision, &upstream_response.headers);
-        for HeaderEdit { name, values } in edits {
-            upstream_response.remove_header(&name);
-            for v in values {
-                upstream_response.append_header(name.clone(), v)?;
+        routed.record(status < 500);
+        let edits = routed.response_edits(&self.engine, &upstream_response.headers);
+        apply(edits, |op, name, value| match (op, value) {
+            (EditOp::Remove, _) => {
+                upstream_response.remove_header(&name);
+                Ok(())
             }
-        }
-        Ok(())
+            (EditOp::Insert, Some(v)) => upstream_response.insert_header(name, v).map(|_| ()),
+            (_, Some(v)) => upstream_response.append_header(name, v).map(|_| ()),
+            (_, None) => Ok(()),
+        })
     }
 
     /// For `ProxyHttp::logging`: ends the request's in-flight count with its
     /// result, records the outcome on a `tracing` event (target
-    /// `pingora_sticky`), and returns it for your own access log.
+    /// `pingora_sticky`, level debug), and returns it for your own access log.
     pub fn logging(&self, e: Option<&Error>, ctx: &mut StickyCtx) -> Option<Outcome> {
         let ok = e.is_none() && ctx.status.is_none_or(|s| s < 500);
-        if let Some(guard) = ctx.in_flight.take() {
-            guard.finish(ok);
-        }
-        let outcome = ctx.outcome()?;
+        let routed = ctx.routed.as_mut()?;
+        routed.finish(ok);
+        let outcome = routed.outcome();
         tracing::debug!(
             target: "pingora_sticky",
             outcome = %outcome,
-            backend = ctx.backend().unwrap_or("-"),
-            attempts = ctx.attempts,
-            invalid_token = ?ctx.decision.and_then(|d| d.invalid_token()),
+            backend = ctx.backend.as_deref().unwrap_or("-"),
+            unreachable = routed.unreachable_count(),
+            invalid_token = ?routed.invalid_token(),
             "sticky"
         );
         Some(outcome)
     }
+}
+
+/// Walks the core's header edits through a header type's own methods.
+fn apply(
+    edits: HeaderEdits,
+    mut f: impl FnMut(EditOp, http::HeaderName, Option<http::HeaderValue>) -> Result<()>,
+) -> Result<()> {
+    for edit in edits {
+        let (op, name, value) = edit.into_parts();
+        f(op, name, value)?;
+    }
+    Ok(())
 }

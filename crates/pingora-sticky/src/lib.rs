@@ -87,7 +87,6 @@
 mod backend;
 mod balancer;
 mod ctx;
-mod engine;
 mod hooks;
 mod membership;
 mod selection;

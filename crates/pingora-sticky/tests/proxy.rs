@@ -9,7 +9,7 @@ use http::request::Parts;
 use pingora_load_balancing::selection::RoundRobin;
 use pingora_sticky::{named_backend, static_load_balancer, StickyBalancer};
 use tower_sticky::token::KeyRing;
-use tower_sticky::{BackendTable, FailoverPolicy, Router, StickyConfig};
+use tower_sticky::{BackendTable, Engine, FailoverPolicy, StickyConfig};
 
 struct Rig {
     backends: Vec<TestBackend>,
@@ -131,7 +131,7 @@ fn every_cookie_header_is_read() {
 /// `dead` cannot serve: what sticky-gateway (whose backends are keyed by the
 /// same names) and every other replica with the same key pick.
 fn oracle(keys: &KeyRing, names: &[&str], dead: &str, cookie: &str) -> String {
-    let router = Router::new(StickyConfig::new(keys.clone()));
+    let engine = Engine::new(StickyConfig::new(keys.clone()));
     let mut table: BackendTable<String> = BackendTable::new();
     for n in names {
         table.insert(n.to_string(), (), 0).unwrap();
@@ -149,8 +149,8 @@ fn oracle(keys: &KeyRing, names: &[&str], dead: &str, cookie: &str) -> String {
         .body(())
         .unwrap();
     let (parts, ()): (Parts, ()) = req.into_parts();
-    let d = router.decide(&table, &parts, |_| true);
-    table.get(d.target().unwrap()).unwrap().key().clone()
+    let routed = engine.decide(&table, &parts, |_| true);
+    table.get(routed.target().unwrap()).unwrap().key().clone()
 }
 
 #[test]
@@ -160,9 +160,14 @@ fn a_stopped_backend_repins_to_the_fallback_every_replica_picks() {
     let want = oracle(&rig.keys, &["b1", "b2", "b3"], &home, &cookie);
     assert_ne!(want, home);
     rig.backend(&home).stop();
+    let requests = |name: &str| rig.sticky.status(name).unwrap().requests();
+    let (home_before, want_before) = (requests(&home), requests(&want));
     let r = rig.get(Some(&cookie));
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.body, want, "repinned to the deterministic fallback");
+    // One request, one outcome: the failed attempt is not counted on top.
+    assert_eq!(requests(&home), home_before);
+    assert_eq!(requests(&want), want_before + 1);
     assert_eq!(r.header("x-sticky-outcome"), Some("repinned(unhealthy)"));
     let repinned = r.sticky_cookie().expect("the token is re-issued");
     for _ in 0..10 {
