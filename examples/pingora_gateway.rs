@@ -137,7 +137,7 @@ fn run(args: Args) -> std::result::Result<(), String> {
     let text = std::fs::read_to_string(&args.key_file)
         .map_err(|e| format!("--key-file {}: {e}", args.key_file.display()))?;
     let keys = KeyRing::from_lines(&text)
-        .map_err(|(line, e)| format!("--key-file {} line {line}: {e}", args.key_file.display()))?;
+        .map_err(|e| format!("--key-file {}: {e}", args.key_file.display()))?;
     let mut backends = Vec::new();
     for flag in &args.backends {
         let (name, addr) = flag
