@@ -95,7 +95,15 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, _: &mut Session, e: Option<&Error>, ctx: &mut StickyCtx) {
-        self.0.logging(e, ctx);
+        let outcome = self.0.logging(e, ctx);
+        // Errors only: a line per request would cost more than the proxying.
+        if let Some(e) = e {
+            let outcome = outcome.map_or_else(|| "-".to_string(), |o| o.to_string());
+            eprintln!(
+                "pingora_gateway: {outcome} backend={} error: {e}",
+                ctx.backend().unwrap_or("-")
+            );
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 //! only adapt it to pingora's hooks and header types.
 
 use pingora_core::upstreams::peer::HttpPeer;
-use pingora_core::{Error, ErrorType, Result};
+use pingora_core::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_load_balancing::selection::{BackendIter, BackendSelection};
 use pingora_proxy::Session;
@@ -149,10 +149,18 @@ where
     /// For `ProxyHttp::logging`: ends the request's in-flight count with its
     /// result, records the outcome on a `tracing` event (target
     /// `pingora_sticky`, level debug), and returns it for your own access log.
+    ///
+    /// Only the backend's failures count against it (passive health): a
+    /// client that went away mid-request, or any other downstream or
+    /// internal error, ends the count without a verdict. Were they counted,
+    /// a load generator closing its connections could eject every backend.
     pub fn logging(&self, e: Option<&Error>, ctx: &mut StickyCtx) -> Option<Outcome> {
-        let ok = e.is_none() && ctx.status.is_none_or(|s| s < 500);
         let routed = ctx.routed.as_mut()?;
-        routed.finish(ok);
+        match e {
+            None => routed.finish(ctx.status.is_none_or(|s| s < 500)),
+            Some(e) if *e.esource() == ErrorSource::Upstream => routed.finish(false),
+            Some(_) => drop(routed.take_in_flight()),
+        }
         let outcome = routed.outcome();
         tracing::debug!(
             target: "pingora_sticky",

@@ -298,3 +298,23 @@ fn the_inner_round_robin_places_new_sessions() {
         assert_ne!(rig.new_session().1, "b2");
     }
 }
+
+#[test]
+fn clients_hanging_up_never_eject_a_backend() {
+    let rig = rig(3, FailoverPolicy::Redistribute);
+    let (cookie, home) = rig.new_session();
+    // More than the default ejection streak (5), each a client that went
+    // away while the backend was answering: the backend did nothing wrong.
+    for _ in 0..8 {
+        common::hang_up(rig.server.addr, &[("Cookie", &cookie)]);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    assert_eq!(
+        rig.sticky.state(&home),
+        Some(tower_sticky::BackendState::Active)
+    );
+    assert_eq!(rig.sticky.status(&home).unwrap().ejections(), 0);
+    let r = rig.get(Some(&cookie));
+    assert_eq!(r.body, home);
+    assert_eq!(r.header("x-sticky-outcome"), Some("pinned"));
+}

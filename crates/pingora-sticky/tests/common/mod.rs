@@ -100,6 +100,7 @@ fn serve(stream: TcpStream, name: &str, hits: &AtomicUsize, stop: &AtomicBool) {
     'conn: loop {
         let mut cookies = Vec::new();
         let mut first = true;
+        let mut slow = false;
         loop {
             if stop.load(SeqCst) || started.elapsed() > Duration::from_secs(60) {
                 break 'conn;
@@ -125,6 +126,7 @@ fn serve(stream: TcpStream, name: &str, hits: &AtomicUsize, stop: &AtomicBool) {
             line.clear();
             if first {
                 first = false;
+                slow = l.contains("/slow");
                 continue;
             }
             if l.is_empty() {
@@ -137,6 +139,10 @@ fn serve(stream: TcpStream, name: &str, hits: &AtomicUsize, stop: &AtomicBool) {
             }
         }
         hits.fetch_add(1, SeqCst);
+        if slow {
+            // GET /slow: answers late, for clients that hang up first.
+            std::thread::sleep(Duration::from_millis(300));
+        }
         let body = name;
         let resp = format!(
             "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nx-seen-cookie: {}\r\nset-cookie: app=1\r\n\r\n{}",
@@ -316,6 +322,19 @@ impl Reply {
             .find(|v| v.starts_with("sticky="))
             .map(|v| v.split(';').next().unwrap().to_string())
     }
+}
+
+/// Sends GET /slow through `addr` and hangs up before the answer.
+pub fn hang_up(addr: SocketAddr, headers: &[(&str, &str)]) {
+    let mut s = TcpStream::connect_timeout(&addr, BOUND).unwrap();
+    let mut req = String::from("GET /slow HTTP/1.1\r\nHost: test\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    drop(s);
 }
 
 /// GET / through `addr` with extra header lines; `Connection: close`.
