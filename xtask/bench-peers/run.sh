@@ -5,7 +5,8 @@
 # is killed by name. Normally run through `cargo xtask bench-peers`, which builds
 # sticky-gateway in release mode, makes a key file, installs missing tools and
 # summarizes; the script also runs on its own (then without the gateway unless
-# GATEWAY_BIN and GATEWAY_KEY are set).
+# GATEWAY_BIN and GATEWAY_KEY are set). The pingora-* scenarios measure the
+# pingora_gateway example (pingora-sticky) with the same key and backend names.
 #
 # Usage:  ./run.sh                       # 3 rounds, pinned, 10 s per scenario
 #         ROUNDS=1 PIN=0 ./run.sh        # 1 round, unpinned
@@ -30,6 +31,9 @@
 #   server lets it: *-tls-sticky keeps connections alive, *-tls-resume opens a new
 #   connection per request (Connection: close) with a resumed handshake, *-tls-handshake
 #   the same with a full handshake every time.
+#   PINGORA_BIN  the pingora_gateway example binary (pingora-sticky), run with
+#              GATEWAY_KEY; without both the pingora-* scenarios are skipped.
+#              PINGORA_PORT [8090].
 set -euo pipefail
 
 KIT=$(cd "$(dirname "$0")" && pwd)
@@ -50,6 +54,7 @@ for bin in nginx haproxy wrk curl openssl taskset timeout awk getconf; do
 done
 GATEWAY_BIN=${GATEWAY_BIN:-}; GATEWAY_KEY=${GATEWAY_KEY:-}
 GATEWAY_PORT=${GATEWAY_PORT:-8085}; GATEWAY_COOKIE=${GATEWAY_COOKIE:-sticky}
+PINGORA_BIN=${PINGORA_BIN:-}; PINGORA_PORT=${PINGORA_PORT:-8090}
 
 # ---------------------------------------------------------------- processes
 declare -a PIDS=()
@@ -84,6 +89,7 @@ stop_all() {
   PIDS=()
   if [ -s "$RUN/gateway.out" ]; then cp "$RUN/gateway.out" "$OUTDIR/gateway.log"; fi
   if [ -s "$RUN/gateway-tls.out" ]; then cp "$RUN/gateway-tls.out" "$OUTDIR/gateway-tls.log"; fi
+  if [ -s "$RUN/pingora.out" ]; then cp "$RUN/pingora.out" "$OUTDIR/pingora.log"; fi
   rm -rf "$RUN"
 }
 trap stop_all EXIT
@@ -117,7 +123,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
 cat "$TLS_DIR/site.crt" "$TLS_DIR/site.key" >"$TLS_DIR/site.pem"
 export BENCH_TLS_PEM="$TLS_DIR/site.pem"
 
-for p in 9001 9002 9003 8081 8082 8083 8084 8086 8087 8088 8089 "$GATEWAY_PORT"; do   # refuse to measure someone else's server
+for p in 9001 9002 9003 8081 8082 8083 8084 8086 8087 8088 8089 "$GATEWAY_PORT" "$PINGORA_PORT"; do   # refuse to measure someone else's server
   if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$p/"; then echo "port 127.0.0.1:$p is already in use"; exit 1; fi
 done
 start_bg backends "$LOAD_CPU" nginx -p "$RUN/" -e "$RUN/backends.err" -c "$KIT/conf/backends.nginx.conf"
@@ -130,9 +136,10 @@ for p in 9001 9002 9003 8081 8082 8083 8084; do wait_port $p; done
 for p in 8086 8089; do wait_port_soft $p "$HAPROXY_PID" https || { echo "haproxy TLS port $p did not come up"; exit 1; }; done
 
 # ---------------------------------------------------------------- scenarios wanted
-SCEN_ALL="direct haproxy-rr haproxy-cookie-new haproxy-cookie-sticky haproxy-cookie-sticky-long nginx-rr nginx-hash-new nginx-hash-sticky nginx-hash-sticky-long sticky-new sticky-sticky sticky-sticky-long haproxy-tls-sticky sticky-tls-sticky haproxy-tls-resume sticky-tls-resume haproxy-tls-handshake sticky-tls-handshake"
+SCEN_ALL="direct haproxy-rr haproxy-cookie-new haproxy-cookie-sticky haproxy-cookie-sticky-long nginx-rr nginx-hash-new nginx-hash-sticky nginx-hash-sticky-long sticky-new sticky-sticky sticky-sticky-long haproxy-tls-sticky sticky-tls-sticky haproxy-tls-resume sticky-tls-resume haproxy-tls-handshake sticky-tls-handshake pingora-new pingora-sticky pingora-sticky-long"
 # Peers on the same workload run back to back, so a per-round ratio compares neighbouring windows.
-SCEN_DEFAULT="direct haproxy-cookie-new sticky-new nginx-hash-new haproxy-cookie-sticky sticky-sticky nginx-hash-sticky haproxy-cookie-sticky-long sticky-sticky-long nginx-hash-sticky-long haproxy-tls-sticky sticky-tls-sticky haproxy-tls-resume sticky-tls-resume haproxy-tls-handshake sticky-tls-handshake"
+SCEN_DEFAULT="direct haproxy-cookie-new sticky-new pingora-new nginx-hash-new haproxy-cookie-sticky sticky-sticky pingora-sticky nginx-hash-sticky haproxy-cookie-sticky-long sticky-sticky-long pingora-sticky-long nginx-hash-sticky-long haproxy-tls-sticky sticky-tls-sticky haproxy-tls-resume sticky-tls-resume haproxy-tls-handshake sticky-tls-handshake"
+# Peers on the same workload run back to back, so a per-round ratio compares neighbouring windows.
 SCENARIOS=${SCENARIOS:-$SCEN_DEFAULT}
 for s in $SCENARIOS; do
   case " $SCEN_ALL " in *" $s "*) ;; *) echo "unknown scenario $s (known: $SCEN_ALL)"; exit 1;; esac
@@ -144,7 +151,15 @@ drop_sticky() {         # drop_sticky <reason>: run without the gateway scenario
   SCENARIOS=${keep# }
   GATEWAY_OK=0
 }
+drop_pingora() {        # drop_pingora <reason>: run without the pingora-sticky scenarios
+  echo "SKIP pingora-* scenarios: $1"
+  local s keep=""
+  for s in $SCENARIOS; do case $s in pingora-*) ;; *) keep="$keep $s";; esac; done
+  SCENARIOS=${keep# }
+  PINGORA_OK=0
+}
 GATEWAY_OK=0
+PINGORA_OK=0
 case " $SCENARIOS " in
   *" sticky-"*)
     if [ -z "$GATEWAY_BIN" ] || [ -z "$GATEWAY_KEY" ] || [ ! -x "$GATEWAY_BIN" ] || [ ! -s "$GATEWAY_KEY" ]; then
@@ -205,6 +220,24 @@ EOF
     else
       echo "gateway-tls output (last 20 lines):"; tail -n 20 "$RUN/gateway-tls.out" 2>/dev/null | sed 's/^/  | /' || true
       drop_sticky_tls "the TLS gateway did not answer on 127.0.0.1:8087/8088 within 10 s"
+    fi;;
+esac
+
+case " $SCENARIOS " in
+  *" pingora-"*)
+    if [ -z "$PINGORA_BIN" ] || [ -z "$GATEWAY_KEY" ] || [ ! -x "$PINGORA_BIN" ] || [ ! -s "$GATEWAY_KEY" ]; then
+      drop_pingora "no pingora_gateway binary or key file (PINGORA_BIN='$PINGORA_BIN' GATEWAY_KEY='$GATEWAY_KEY')"
+    else
+      start_bg pingora "$SUT_CPU" "$PINGORA_BIN" \
+        --listen "127.0.0.1:$PINGORA_PORT" \
+        --backend b1=127.0.0.1:9001 --backend b2=127.0.0.1:9002 --backend b3=127.0.0.1:9003 \
+        --key-file "$GATEWAY_KEY" --threads 1
+      PINGORA_PID=${PIDS[-1]}
+      if wait_port_soft "$PINGORA_PORT" "$PINGORA_PID"; then PINGORA_OK=1
+      else
+        echo "pingora_gateway output (last 20 lines):"; tail -n 20 "$RUN/pingora.out" 2>/dev/null | sed 's/^/  | /' || true
+        drop_pingora "pingora_gateway did not answer on 127.0.0.1:$PINGORA_PORT within 10 s"
+      fi
     fi;;
 esac
 
@@ -291,6 +324,39 @@ elif [ "$GATEWAY_TLS_OK" = 1 ]; then
   drop_sticky_tls "no token from the plain gateway"
 fi
 
+# pingora-sticky checks, the same as the gateway's; with the gateway up, also that
+# a token sealed by one routes to the same backend on the other (same key, same names).
+COOKIE_PINGORA=""; COOKIE_PINGORA_LONG=""
+pingora_sanity() {
+  local url="http://127.0.0.1:$PINGORA_PORT/" sc tok first got n
+  sc=$(curl -s --max-time 2 -D - -o /dev/null "$url" | tr -d '\r' | grep -i "^set-cookie: *$GATEWAY_COOKIE=" | head -1 || true)
+  case "$sc" in *"$GATEWAY_COOKIE="?*) echo "  ok: pingora_gateway inserts '${sc:0:100}...'";;
+    *) echo "  FAIL: pingora_gateway set-cookie '$sc'"; return 1;; esac
+  tok=$(echo "$sc" | sed -E 's/^[^:]*: *([^;]*).*/\1/')
+  COOKIE_PINGORA="Cookie: $tok"
+  COOKIE_PINGORA_LONG="Cookie: _ga=GA1.2.1234567890.1700000000; _gid=GA1.2.987654321.1700000000; sessionid=3f2a9c0e7b6d4a1f8e2c5b7a9d0f1e3c; csrftoken=Zx8yQw7vU6tS5rR4qP3oN2mL1kJ0iHgF; $tok; theme=dark; lang=en-US"
+  first=$(body -H "$COOKIE_PINGORA" "$url")
+  case "$first" in ok-b[123]) ;; *) echo "  FAIL: pingora_gateway answered '$first'"; return 1;; esac
+  got=$(for i in 1 2 3 4 5; do body -H "$COOKIE_PINGORA" "$url"; done | sort -u | tr '\n' ' ')
+  gw_check "$got" "$first " "pingora_gateway token sticks to $first (5/5)" || return 1
+  got=$(for i in 1 2 3 4 5; do body -H "$COOKIE_PINGORA_LONG" "$url"; done | sort -u | tr '\n' ' ')
+  gw_check "$got" "$first " "pingora_gateway long cookie header sticks to $first (5/5)" || return 1
+  n=$(curl -s --max-time 2 -D - -o /dev/null -H "$COOKIE_PINGORA" "$url" | grep -ci "^set-cookie: *$GATEWAY_COOKIE=" || true)
+  gw_check "$n" 0 "pingora_gateway does not re-issue for a valid token" || return 1
+  got=$(curl -s --max-time 2 -o /dev/null -w '%{http_code}' -H "Cookie: $GATEWAY_COOKIE=forged-token" "$url")
+  gw_check "$got" 200 "pingora_gateway serves a request with a forged token (as a new session)" || return 1
+  if [ "$GATEWAY_OK" = 1 ]; then
+    got=$(body -H "$COOKIE_PINGORA" "http://127.0.0.1:$GATEWAY_PORT/")
+    gw_check "$got" "$first" "sticky-gateway routes pingora_gateway's token to the same backend" || return 1
+    got=$(body -H "$COOKIE_STICKY" "$url")
+    gw_check "$got" "$(body -H "$COOKIE_STICKY" "http://127.0.0.1:$GATEWAY_PORT/")" "pingora_gateway routes sticky-gateway's token to the same backend" || return 1
+  fi
+  return 0
+}
+if [ "$PINGORA_OK" = 1 ]; then
+  pingora_sanity || drop_pingora "pingora_gateway failed the routing checks above"
+fi
+
 # ---------------------------------------------------------------- scenarios
 # name | url | cookie header ('-' = none) | which pid is the system under test
 [ -n "$SCENARIOS" ] || { echo "no scenario left to run"; exit 1; }
@@ -315,6 +381,9 @@ scen() {
     sticky-tls-sticky)          echo "https://127.0.0.1:8087/|gshort|gateway-tls";;
     sticky-tls-resume)          echo "https://127.0.0.1:8087/|gshort-close|gateway-tls";;
     sticky-tls-handshake)       echo "https://127.0.0.1:8088/|gshort-close|gateway-tls";;
+    pingora-new)                echo "http://127.0.0.1:$PINGORA_PORT/|-|pingora";;
+    pingora-sticky)             echo "http://127.0.0.1:$PINGORA_PORT/|pshort|pingora";;
+    pingora-sticky-long)        echo "http://127.0.0.1:$PINGORA_PORT/|plong|pingora";;
     *) echo "unknown scenario $1" >&2; exit 1;;
   esac
 }
@@ -337,6 +406,7 @@ run_wrk() {   # run_wrk <seconds> <url> <cookie-kind> <outfile>
     # A new connection (and TLS handshake) per request: the server closes after answering.
     short-close) hdr=(-H "$COOKIE_SHORT" -H "Connection: close");;
     gshort-close) hdr=(-H "$COOKIE_STICKY" -H "Connection: close");;
+    pshort) hdr=(-H "$COOKIE_PINGORA");; plong) hdr=(-H "$COOKIE_PINGORA_LONG");;
   esac
   local -a cmd=(timeout $((d + 20)) wrk -t"$THREADS" -c"$CONNS" -d"${d}s" --latency "${hdr[@]}" "$url")
   [ "$PIN" = 1 ] && cmd=(taskset -c "$LOAD_CPU" "${cmd[@]}")
@@ -351,6 +421,9 @@ SUM="$OUTDIR/summary.tsv"
   if [ "$GATEWAY_OK" = 1 ]; then
     echo "# sticky-gateway $GATEWAY_BIN rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown) threads=1 port=$GATEWAY_PORT"
   fi
+  if [ "$PINGORA_OK" = 1 ]; then
+    echo "# pingora_gateway (pingora-sticky) $PINGORA_BIN threads=1 port=$PINGORA_PORT"
+  fi
   echo "# mode=$MODE dur=${DUR}s warm=${WARM}s conns=$CONNS wrk_threads=$THREADS haproxy_nbthread=$HAPROXY_NBTHREAD"
   printf "round\tscenario\treq_s\tavg_us\tp50_us\tp75_us\tp90_us\tp99_us\tmax_us\tnon2xx\tsock_err\tsut_cpu_pct\tbackend_cpu_pct\tmachine_busy_pct\tsut_us_per_req\tmachine_us_per_req\tsoftirq_pct\tsteal_pct\n"
 } >"$SUM"
@@ -363,12 +436,13 @@ for r in $(seq 1 "$ROUNDS"); do
   [ $((r % 2)) = 0 ] && order=$(reversed "$SCENARIOS")
   for s in $order; do
     IFS='|' read -r url ck sut <<<"$(scen "$s")"
-    case $s in sticky-tls-*) [ "$GATEWAY_TLS_OK" = 1 ] || continue;; sticky-*) [ "$GATEWAY_OK" = 1 ] || continue;; esac
+    case $s in sticky-tls-*) [ "$GATEWAY_TLS_OK" = 1 ] || continue;; sticky-*) [ "$GATEWAY_OK" = 1 ] || continue;; pingora-*) [ "$PINGORA_OK" = 1 ] || continue;; esac
     sut_pid=$(cat "$RUN/$sut.pid")
     if ! kill -0 "$sut_pid" 2>/dev/null; then
       echo "round $r $s: $sut (pid $sut_pid) is gone"; tail -n 20 "$RUN/$sut.out" 2>/dev/null | sed 's/^/  | /' || true
       if [ "$sut" = gateway ]; then drop_sticky "sticky-gateway exited during the run"; continue; fi
       if [ "$sut" = gateway-tls ]; then drop_sticky_tls "the TLS gateway exited during the run"; continue; fi
+      if [ "$sut" = pingora ]; then drop_pingora "pingora_gateway exited during the run"; continue; fi
       exit 1
     fi
     if [ "$PIN" = 1 ] && [ "$s" = direct ]; then taskset -a -pc "$SUT_CPU" "$BACKEND_PID" >/dev/null; fi
@@ -380,6 +454,7 @@ for r in $(seq 1 "$ROUNDS"); do
       tail -n 20 "$RUN/$sut.out" 2>/dev/null | sed 's/^/  | /' || true
       if [ "$sut" = gateway ]; then drop_sticky "sticky-gateway exited during the run"; continue; fi
       if [ "$sut" = gateway-tls ]; then drop_sticky_tls "the TLS gateway exited during the run"; continue; fi
+      if [ "$sut" = pingora ]; then drop_pingora "pingora_gateway exited during the run"; continue; fi
       exit 1
     fi
     b1=$(cpu_ticks "$BACKEND_PID"); read -r busy1 tot1 sirq1 steal1 <<<"$(sys_busy)"

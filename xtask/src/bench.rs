@@ -1,4 +1,5 @@
-//! `cargo xtask bench-peers`: sticky-gateway vs HAProxy vs nginx on loopback.
+//! `cargo xtask bench-peers`: sticky-gateway and the pingora-sticky example vs HAProxy vs
+//! nginx on loopback.
 //!
 //! The measuring is done by `xtask/bench-peers/run.sh` (the project's peer kit); this
 //! module prepares the machine (tools, free ports, gateway binary and key), runs the
@@ -13,20 +14,23 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Scenarios run when `SCENARIOS` is not given (the `*-rr` ones exist but are opt-in),
 /// peers on the same workload next to each other (run.sh alternates the order by round).
-const DEFAULT_SCENARIOS: &str = "direct haproxy-cookie-new sticky-new nginx-hash-new \
-haproxy-cookie-sticky sticky-sticky nginx-hash-sticky haproxy-cookie-sticky-long \
-sticky-sticky-long nginx-hash-sticky-long haproxy-tls-sticky sticky-tls-sticky \
-haproxy-tls-resume sticky-tls-resume haproxy-tls-handshake sticky-tls-handshake";
+const DEFAULT_SCENARIOS: &str = "direct haproxy-cookie-new sticky-new pingora-new \
+nginx-hash-new haproxy-cookie-sticky sticky-sticky pingora-sticky nginx-hash-sticky \
+haproxy-cookie-sticky-long sticky-sticky-long pingora-sticky-long nginx-hash-sticky-long \
+haproxy-tls-sticky sticky-tls-sticky haproxy-tls-resume sticky-tls-resume \
+haproxy-tls-handshake sticky-tls-handshake";
 
 /// Every scenario the script knows.
 const ALL_SCENARIOS: &str = "direct haproxy-rr haproxy-cookie-new haproxy-cookie-sticky \
 haproxy-cookie-sticky-long nginx-rr nginx-hash-new nginx-hash-sticky nginx-hash-sticky-long \
 sticky-new sticky-sticky sticky-sticky-long haproxy-tls-sticky sticky-tls-sticky \
-haproxy-tls-resume sticky-tls-resume haproxy-tls-handshake sticky-tls-handshake";
+haproxy-tls-resume sticky-tls-resume haproxy-tls-handshake sticky-tls-handshake \
+pingora-new pingora-sticky pingora-sticky-long";
 
-/// Loopback ports the kit listens on (backends, peers, gateway, TLS listeners).
-const PORTS: [u16; 12] = [
-    9001, 9002, 9003, 8081, 8082, 8083, 8084, 8085, 8086, 8087, 8088, 8089,
+/// Loopback ports the kit listens on (backends, peers, gateway, TLS listeners,
+/// pingora example).
+const PORTS: [u16; 13] = [
+    9001, 9002, 9003, 8081, 8082, 8083, 8084, 8085, 8086, 8087, 8088, 8089, 8090,
 ];
 
 /// Settings of one bench-peers run.
@@ -147,7 +151,10 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let scratch_dir = ScratchDir::new()?;
     let scratch = scratch_dir.0.as_path();
 
-    let wants_gateway = o.scenarios.iter().any(|s| s.starts_with("sticky-"));
+    let wants_pingora = o.scenarios.iter().any(|s| s.starts_with("pingora-"));
+    // The pingora example seals with the gateway's key file: the gateway is built
+    // for its `keygen` even when only pingora-* scenarios run.
+    let wants_gateway = wants_pingora || o.scenarios.iter().any(|s| s.starts_with("sticky-"));
     let gateway = if wants_gateway {
         let built = match &o.gateway_bin {
             Some(bin) => {
@@ -172,13 +179,27 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     };
 
     if gateway.is_none() && wants_gateway {
-        o.scenarios.retain(|s| !s.starts_with("sticky-"));
+        o.scenarios
+            .retain(|s| !s.starts_with("sticky-") && !s.starts_with("pingora-"));
         if o.scenarios.is_empty() {
             return Err(
-                "only sticky-* scenarios were asked for and the gateway is unavailable".into(),
+                "only sticky-* / pingora-* scenarios were asked for and the gateway (its key) is unavailable".into(),
             );
         }
     }
+    let pingora = if wants_pingora && gateway.is_some() {
+        banner("bench-peers: cargo build --release -p sticky-examples --example pingora_gateway");
+        match build_pingora_example(&root) {
+            Ok(bin) => Some(bin),
+            Err(e) => {
+                println!("SKIP pingora-* scenarios: {e}");
+                o.scenarios.retain(|s| !s.starts_with("pingora-"));
+                None
+            }
+        }
+    } else {
+        None
+    };
     // About 0.3 s per wrk run on top of warm-up + measurement, plus ~5 s of start-up
     // and checks; the bound below is generous on top of that.
     let runs = u64::from(o.rounds) * o.scenarios.len() as u64;
@@ -203,9 +224,14 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         .env("SCENARIOS", o.scenarios.join(" "))
         .env("OUTDIR", &outdir)
         .env("PATH", path_with_sbin());
-    cmd.env_remove("GATEWAY_BIN").env_remove("GATEWAY_KEY");
+    cmd.env_remove("GATEWAY_BIN")
+        .env_remove("GATEWAY_KEY")
+        .env_remove("PINGORA_BIN");
     if let Some((bin, key)) = &gateway {
         cmd.env("GATEWAY_BIN", bin).env("GATEWAY_KEY", key);
+    }
+    if let Some(bin) = &pingora {
+        cmd.env("PINGORA_BIN", bin);
     }
     // Generous bound: sanity checks and start-up add well under a minute.
     let deadline = Instant::now() + Duration::from_secs(expected * 3 / 2 + runs * 20 + 120);
@@ -326,6 +352,38 @@ fn build_gateway(root: &Path) -> Result<PathBuf, String> {
     }
     println!("built in {:.0} s", t.elapsed().as_secs_f64());
     let bin = target_dir().join("release/sticky-gateway");
+    if !bin.exists() {
+        return Err(format!("{} not found after the build", bin.display()));
+    }
+    Ok(bin)
+}
+
+/// Builds the pingora-sticky example in release mode; returns the binary.
+fn build_pingora_example(root: &Path) -> Result<PathBuf, String> {
+    let t = Instant::now();
+    let deadline = t + Duration::from_secs(30 * 60);
+    let what = "cargo build --release -p sticky-examples --example pingora_gateway";
+    let st = run_bounded(
+        Command::new(cargo_bin())
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "sticky-examples",
+                "--example",
+                "pingora_gateway",
+            ])
+            .current_dir(root)
+            .stdin(Stdio::null()),
+        what,
+        deadline,
+        Duration::from_secs(10),
+    )?;
+    if !st.success() {
+        return Err(format!("pingora_gateway did not build ({st})"));
+    }
+    println!("built in {:.0} s", t.elapsed().as_secs_f64());
+    let bin = target_dir().join("release/examples/pingora_gateway");
     if !bin.exists() {
         return Err(format!("{} not found after the build", bin.display()));
     }

@@ -4,7 +4,9 @@
 //!
 //! # `cargo xtask test [--release] [--no-install]`
 //! The one test command of the project: `.ci/run` and the README call exactly it.
-//! 1. Finds Debian's `chromium` for the dashboard browser test; when
+//! 1. Finds `cmake` (pingora's zlib-ng is built with it), installing Debian's `cmake`
+//!    with apt-get when missing (`--no-install` makes that an error instead).
+//!    Finds Debian's `chromium` for the dashboard browser test; when
 //!    `/usr/bin/chromium` is missing and we are root it runs `apt-get update` once and
 //!    `apt-get install -y chromium` (`--no-install` skips that). When found, the test
 //!    processes get `STICKY_CHROMIUM=/usr/bin/chromium`; otherwise a note is printed and
@@ -20,8 +22,11 @@
 //! `XTASK_TIMEOUT_SECS` (default 1620 s = 27 min) and then stops the processes it started.
 //!
 //! # `cargo xtask bench-peers [--rounds N] [--pin 0|1] [--dur S] [--scenarios "a b"] [--gateway-bin PATH] [--no-install]`
-//! Throughput/CPU comparison of `sticky-gateway` with HAProxy (cookie insert) and nginx OSS
+//! Throughput/CPU comparison of `sticky-gateway` and the pingora-sticky example
+//! (`pingora_gateway`, `pingora-*` scenarios) with HAProxy (cookie insert) and nginx OSS
 //! (cookie hash) on loopback, with the kit in `xtask/bench-peers/` (see its README.md).
+//! The pingora example is built with `cargo build --release -p sticky-examples --example
+//! pingora_gateway` and seals with the gateway's key file.
 //! Installs `nginx-light haproxy wrk curl` with apt-get when missing, builds
 //! `sticky-gateway` in release mode, makes a key file with `sticky-gateway keygen`, runs
 //! `xtask/bench-peers/run.sh` and prints a markdown summary plus the gateway's ratios to the
@@ -55,7 +60,8 @@ commands:
         installs Debian chromium for the browser test when missing and root
   bench-peers [--rounds N] [--pin 0|1] [--dur SECS] [--scenarios \"a b ...\"]
               [--gateway-bin PATH] [--no-install]
-        sticky-gateway vs HAProxy vs nginx on loopback (env ROUNDS, PIN, DUR, SCENARIOS too)
+        sticky-gateway and pingora-sticky vs HAProxy vs nginx on loopback
+        (env ROUNDS, PIN, DUR, SCENARIOS too)
   bench-summary <summary.tsv>...
         markdown summary of earlier bench-peers results
   help  this text

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 /// (ours, peer) pairs compared in the ratio table.
-const PAIRS: [(&str, &str); 9] = [
+const PAIRS: [(&str, &str); 15] = [
     ("sticky-new", "haproxy-cookie-new"),
     ("sticky-new", "nginx-hash-new"),
     ("sticky-sticky", "haproxy-cookie-sticky"),
@@ -16,6 +16,12 @@ const PAIRS: [(&str, &str); 9] = [
     ("sticky-tls-sticky", "haproxy-tls-sticky"),
     ("sticky-tls-resume", "haproxy-tls-resume"),
     ("sticky-tls-handshake", "haproxy-tls-handshake"),
+    ("pingora-new", "haproxy-cookie-new"),
+    ("pingora-new", "sticky-new"),
+    ("pingora-sticky", "haproxy-cookie-sticky"),
+    ("pingora-sticky", "sticky-sticky"),
+    ("pingora-sticky-long", "haproxy-cookie-sticky-long"),
+    ("pingora-sticky-long", "sticky-sticky-long"),
 ];
 
 /// One measured row: a scenario in one round of one file.
@@ -224,17 +230,17 @@ pub(crate) fn render(paths: &[PathBuf]) -> Result<String, String> {
         );
     }
 
-    out.push_str("\n**sticky-gateway vs peers** (median of per-round ratios, same round; req/s > 1 and CPU < 1 favour sticky-gateway)\n\n");
+    out.push_str("\n**sticky-gateway and pingora-sticky vs peers** (median of per-round ratios, same round; req/s > 1 and CPU < 1 favour the first column)\n\n");
     let present: Vec<&(&str, &str)> = PAIRS
         .iter()
         .filter(|(a, b)| by_scen.contains_key(*a) && by_scen.contains_key(*b))
         .collect();
     if present.is_empty() {
-        out.push_str("_sticky-gateway was not measured against a peer in this run (no sticky-* scenario together with its peer)._\n");
+        out.push_str("_neither sticky-gateway nor pingora-sticky was measured against a peer in this run (no sticky-* or pingora-* scenario together with its peer)._\n");
         return Ok(out);
     }
     out.push_str(
-        "| sticky-gateway | peer | req/s ratio | proxy CPU µs/req ratio | proxy÷backend CPU ratio | p99 ratio | rounds |\n\
+        "| ours | peer | req/s ratio | proxy CPU µs/req ratio | proxy÷backend CPU ratio | p99 ratio | rounds |\n\
          |---|---|---:|---:|---:|---:|---:|\n",
     );
     for (ours, peer) in present {

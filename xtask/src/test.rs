@@ -65,8 +65,13 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         }
     }
 
+    banner("system packages for building");
+    // One apt front end, so `apt-get update` runs at most once.
+    let mut apt = Apt::default();
+    ensure_cmake(&mut apt, opts.no_install)?;
+
     banner("system packages for the tests");
-    let chromium = find_or_install_chromium(opts.no_install);
+    let chromium = find_or_install_chromium(&mut apt, opts.no_install);
 
     let test_mode: &[&str] = if opts.release { &["--release"] } else { &[] };
     let steps: Vec<Step> = vec![
@@ -163,9 +168,36 @@ fn ensure_component(sub: &str) -> Result<(), String> {
     }
 }
 
+/// Makes sure `cmake` is on PATH: pingora's compression (flate2 on zlib-ng, in
+/// pingora-core) builds zlib-ng from source with it, so pingora-sticky and the
+/// pingora example do not build without it. Installs Debian's package when missing.
+fn ensure_cmake(apt: &mut Apt, no_install: bool) -> Result<(), String> {
+    if let Some(p) = which("cmake") {
+        println!("cmake: {} (for pingora's zlib-ng)", p.display());
+        return Ok(());
+    }
+    if no_install {
+        return Err(
+            "cmake is missing (pingora's zlib-ng needs it) and --no-install was given; \
+             install Debian's `cmake`"
+                .into(),
+        );
+    }
+    println!("cmake: missing; installing Debian's cmake (pingora's zlib-ng is built with it)");
+    apt.install(&["cmake"], &["--no-install-recommends"])
+        .map_err(|e| format!("{e}; install cmake by hand"))?;
+    match which("cmake") {
+        Some(p) => {
+            println!("cmake: {} (installed)", p.display());
+            Ok(())
+        }
+        None => Err("apt-get installed cmake but it is not on PATH".into()),
+    }
+}
+
 /// Finds chromium for the dashboard browser test, installing Debian's package when
 /// possible. Never fails: without a browser that test is expected to skip itself.
-fn find_or_install_chromium(no_install: bool) -> Option<PathBuf> {
+fn find_or_install_chromium(apt: &mut Apt, no_install: bool) -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("STICKY_CHROMIUM").map(PathBuf::from) {
         if is_executable(&p) {
             println!("chromium: {} (from STICKY_CHROMIUM)", p.display());
@@ -183,7 +215,7 @@ fn find_or_install_chromium(no_install: bool) -> Option<PathBuf> {
     }
     if !no_install {
         println!("chromium: {DEBIAN_CHROMIUM} is missing; installing Debian's chromium");
-        match Apt::default().install(&["chromium"], &[]) {
+        match apt.install(&["chromium"], &[]) {
             Ok(()) if is_executable(debian) => {
                 println!("chromium: {DEBIAN_CHROMIUM} (installed)");
                 return Some(debian.into());
