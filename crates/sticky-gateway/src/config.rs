@@ -627,13 +627,9 @@ pub fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
         None if tls_listeners.is_empty() => Some(sock("listen", "127.0.0.1:8080")?),
         None => None,
     };
+    // Checked once the command line has had its say (`--listen` may add the
+    // plain listener): `crate::tls::config::check_redirect`.
     let redirect_to_https = raw.redirect_to_https.unwrap_or(false);
-    if redirect_to_https && (listen.is_none() || tls_listeners.is_empty()) {
-        return Err(ConfigError::new(
-            "redirect_to_https",
-            "needs both a plain `listen` and a [[tls_listeners]] entry to redirect to",
-        ));
-    }
     let admin = raw.admin.as_deref().map(|a| sock("admin", a)).transpose()?;
     let admin_auth = crate::admin::auth::AdminAuthConfig {
         token_file: raw.admin_token_file,
@@ -1034,8 +1030,9 @@ address = "127.0.0.1:9001"
             c.tls_listeners[0].certificates[0].key,
             PathBuf::from("a.key")
         );
-        let e = GatewayConfig::from_toml(&format!("redirect_to_https = true\n{tls}{MINIMAL}"))
-            .unwrap_err();
+        let c =
+            GatewayConfig::from_toml(&format!("redirect_to_https = true\n{tls}{MINIMAL}")).unwrap();
+        let e = crate::tls::config::check_redirect(&c).unwrap_err();
         assert_eq!(e.field, "redirect_to_https");
         let c = GatewayConfig::from_toml(&format!(
             "listen = \"127.0.0.1:8080\"\nredirect_to_https = true\n{tls}{MINIMAL}"

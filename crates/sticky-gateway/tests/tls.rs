@@ -296,3 +296,78 @@ async fn a_plain_listener_may_redirect_to_https() {
     .await
     .expect("bounded");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_file_serves_several_tls_listeners_with_several_certificates() {
+    tokio::time::timeout(LIMIT, async {
+        let a = Backend::start("a").await;
+        let ca = ca();
+        let dir = scratch("multi");
+        let first_cert = ca.issue(&["first.test"]).unwrap();
+        let first = write_files(&dir, "first", &first_cert);
+        let (b, c) = (
+            ca.issue(&["b.test"]).unwrap(),
+            ca.issue(&["c.test"]).unwrap(),
+        );
+        let (bf, cf) = (write_files(&dir, "b", &b), write_files(&dir, "c", &c));
+        let (one, two) = (free_addr(), free_addr());
+        let cert = |f: &sticky_gateway::tls::CertificateFiles| {
+            format!(
+                "[[tls_listeners.certificates]]\ncert = \"{}\"\nkey = \"{}\"\n",
+                f.cert.display(),
+                f.key.display()
+            )
+        };
+        let conf = dir.join("gateway.toml");
+        std::fs::write(
+            &conf,
+            format!(
+                "redirect_to_https = true\n\
+                 [[tls_listeners]]\nlisten = \"{one}\"\n{}\
+                 [[tls_listeners]]\nlisten = \"{two}\"\n{}{}\
+                 [[routes]]\n{}",
+                cert(&first),
+                cert(&bf),
+                cert(&cf),
+                backends_toml([&a])
+            ),
+        )
+        .unwrap();
+        // The harness adds --listen: the plain listener, redirecting.
+        let gw =
+            GatewayProcess::start(&["--config", conf.to_str().unwrap()], dir.join("gw.log")).await;
+        for addr in [one, two] {
+            eventually(10, "the TLS listeners accept", || async {
+                tokio::net::TcpStream::connect(addr).await.is_ok()
+            })
+            .await;
+        }
+        let s = connect(one, "first.test", trusting(&ca.cert_der, &["h2"]))
+            .await
+            .unwrap();
+        assert_eq!(negotiated(&s).as_deref(), Some("h2"));
+        assert_eq!(leaf(&s), first_cert.cert_der);
+        let mut h2 = http2(s).await;
+        let (r, _) = collect(
+            h2.send_request(get_request("first.test", "/", None))
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((r.status, r.backend()), (StatusCode::OK, "a"));
+        // The second listener: b.test's certificate by default, c.test's by SNI.
+        for (name, want) in [("b.test", &b), ("c.test", &c), ("other.test", &b)] {
+            let s = connect(two, name, any_cert()).await.unwrap();
+            assert_eq!(leaf(&s), want.cert_der, "{name} on the second listener");
+        }
+        // The plain listener sends clients to the first TLS listener.
+        let r = get(gw.addr, "/x", None).await;
+        assert_eq!(r.status, StatusCode::PERMANENT_REDIRECT);
+        assert_eq!(
+            r.headers["location"],
+            format!("https://app.test:{}/x", one.port()).as_str()
+        );
+    })
+    .await
+    .expect("bounded");
+}
