@@ -230,14 +230,9 @@ impl Cli {
             config.tls_listeners = vec![tls];
         }
         if a.redirect_to_https {
-            if config.listen.is_none() {
-                return Err(CliError::Config(ConfigError::new(
-                    "--redirect-to-https",
-                    "needs a plain --listen ADDR to redirect from",
-                )));
-            }
             config.redirect_to_https = true;
         }
+        crate::tls::config::check_redirect(&config).map_err(CliError::Config)?;
         if a.admin_token_file.is_some() {
             config.admin_auth.token_file = a.admin_token_file;
         }

@@ -52,6 +52,7 @@ pub async fn start(
     config_path: Option<PathBuf>,
 ) -> std::io::Result<Running> {
     admin::auth::check_bind(config.admin, &config.admin_auth).map_err(invalid)?;
+    tls::config::check_redirect(&config).map_err(invalid)?;
     let admin_auth =
         Arc::new(admin::auth::AdminAuth::from_config(&config.admin_auth).map_err(invalid)?);
     if config.listen.is_none() && config.tls_listeners.is_empty() {

@@ -1,48 +1,18 @@
 //! TLS termination over loopback, with certificates made in the test:
 //! ALPN (h2 and http/1.1), SNI, session resumption, the Secure cookie,
-//! WebSocket tunnels, certificate reloads (file change, SIGHUP) without
-//! dropping established connections, bad PEM files, redirects to HTTPS.
+//! WebSocket tunnels, redirects to HTTPS. Reloads and bad files are in
+//! `tls_reload.rs`.
 
 mod common;
 
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::tls::*;
 use common::*;
 use http::StatusCode;
-use sticky_gateway::tls::throwaway::{Authority, Issued};
-use sticky_gateway::tls::{CertificateFiles, TlsListenerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const LIMIT: Duration = Duration::from_secs(30);
-
-fn ca() -> Authority {
-    Authority::new("sticky test CA").unwrap()
-}
-
-fn listener(certificates: Vec<CertificateFiles>) -> TlsListenerConfig {
-    TlsListenerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        certificates,
-        resumption: true,
-    }
-}
-
-/// An in-process gateway over `backends` with a plain listener and one TLS
-/// listener serving `certificates`.
-async fn tls_gateway(
-    backends: &[&Backend],
-    certificates: Vec<CertificateFiles>,
-) -> sticky_gateway::run::Running {
-    in_process_gateway(backends, |c| {
-        c.tls_listeners = vec![listener(certificates)];
-        c.file_watch_interval = Duration::from_millis(100);
-    })
-    .await
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alpn_picks_h2_or_http11_and_the_cookie_is_secure_over_tls_only() {
@@ -297,259 +267,6 @@ async fn a_websocket_upgrade_over_tls_is_pinned_and_tunnelled() {
     .expect("bounded");
 }
 
-/// Waits until a new connection to `addr` is served `want`.
-async fn served(addr: SocketAddr, want: &Issued, what: &str) {
-    eventually(10, what, || async {
-        match connect(addr, "app.test", any_cert()).await {
-            Ok(s) => leaf(&s) == want.cert_der,
-            Err(_) => false,
-        }
-    })
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_changed_certificate_file_is_served_to_new_connections_and_a_bad_one_is_not() {
-    tokio::time::timeout(LIMIT, async {
-        let a = Backend::start("a").await;
-        let ca = ca();
-        let dir = scratch("watch");
-        let (old, new) = (
-            ca.issue(&["app.test"]).unwrap(),
-            ca.issue(&["app.test"]).unwrap(),
-        );
-        let files = write_files(&dir, "site", &old);
-        let gw = tls_gateway(&[&a], vec![files.clone()]).await;
-        let tls = gw.tls_addrs[0];
-
-        // An established connection, with a request done on it.
-        let s = connect(tls, "app.test", any_cert()).await.unwrap();
-        assert_eq!(leaf(&s), old.cert_der);
-        let mut kept = http1(s).await;
-        let (r, _) = collect(
-            kept.send_request(get_request("app.test", "/", None))
-                .await
-                .unwrap(),
-        )
-        .await;
-        assert_eq!(r.status, StatusCode::OK);
-
-        write_files(&dir, "site", &new);
-        served(tls, &new, "the rewritten certificate is served").await;
-        // The established connection carries on.
-        let (r, _) = collect(
-            kept.send_request(get_request("app.test", "/", None))
-                .await
-                .unwrap(),
-        )
-        .await;
-        assert_eq!(r.status, StatusCode::OK);
-
-        // A bad file: the error names it; the certificate in use stays.
-        std::fs::write(&files.cert, "-----BEGIN CERTIFICATE-----\nnot base64!\n").unwrap();
-        let e = gw.certs[0].reload().unwrap_err();
-        assert_eq!(e.file, files.cert, "{e}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let s = connect(tls, "app.test", any_cert()).await.unwrap();
-        assert_eq!(leaf(&s), new.cert_der, "the last good certificate stays");
-        gw.shutdown().await;
-    })
-    .await
-    .expect("bounded");
-}
-
-fn config_file(
-    dir: &Path,
-    tls: SocketAddr,
-    site: &CertificateFiles,
-    backend: &Backend,
-) -> std::path::PathBuf {
-    let p = dir.join("gateway.toml");
-    std::fs::write(
-        &p,
-        format!(
-            "file_watch_interval = \"0s\"\n\
-             [[tls_listeners]]\nlisten = \"{tls}\"\n\
-             [[tls_listeners.certificates]]\ncert = \"{}\"\nkey = \"{}\"\n\
-             [[routes]]\n{}",
-            site.cert.display(),
-            site.key.display(),
-            backends_toml([backend])
-        ),
-    )
-    .unwrap();
-    p
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sighup_swaps_the_certificate_for_new_connections_while_an_established_one_keeps_working() {
-    tokio::time::timeout(LIMIT, async {
-        let a = Backend::start("a").await;
-        let ca = ca();
-        let dir = scratch("sighup");
-        let (old, new) = (
-            ca.issue(&["app.test"]).unwrap(),
-            ca.issue(&["app.test"]).unwrap(),
-        );
-        let site = write_files(&dir, "site", &old);
-        let tls = free_addr();
-        // File polling off: only SIGHUP can make the swap.
-        let conf = config_file(&dir, tls, &site, &a);
-        let gw =
-            GatewayProcess::start(&["--config", conf.to_str().unwrap()], dir.join("gw.log")).await;
-        eventually(10, "the TLS listener accepts", || async {
-            tokio::net::TcpStream::connect(tls).await.is_ok()
-        })
-        .await;
-
-        let s = connect(tls, "app.test", trusting(&ca.cert_der, &["h2"]))
-            .await
-            .unwrap();
-        assert_eq!(leaf(&s), old.cert_der);
-        let mut kept = http2(s).await;
-        let (r, _) = collect(
-            kept.send_request(get_request("app.test", "/", None))
-                .await
-                .unwrap(),
-        )
-        .await;
-        assert_eq!(r.status, StatusCode::OK);
-
-        write_files(&dir, "site", &new);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let s = connect(tls, "app.test", any_cert()).await.unwrap();
-        assert_eq!(
-            leaf(&s),
-            old.cert_der,
-            "no reload without SIGHUP when polling is off"
-        );
-        gw.signal("-HUP");
-        served(tls, &new, "the certificate swapped by SIGHUP is served").await;
-        // The connection made before the swap still carries requests.
-        for _ in 0..3 {
-            let (r, _) = collect(
-                kept.send_request(get_request("app.test", "/", None))
-                    .await
-                    .unwrap(),
-            )
-            .await;
-            assert_eq!(r.status, StatusCode::OK);
-            assert_eq!(r.backend(), "a");
-        }
-        // A bad file on SIGHUP: logged, naming the file; the last good one stays.
-        std::fs::write(&site.key, "garbage").unwrap();
-        gw.signal("-HUP");
-        eventually(10, "the failed reload is logged", || async {
-            gw.logs().contains("certificate reload failed")
-        })
-        .await;
-        let logs = gw.logs();
-        assert!(logs.contains(site.key.to_str().unwrap()), "{logs}");
-        let s = connect(tls, "app.test", any_cert()).await.unwrap();
-        assert_eq!(leaf(&s), new.cert_der);
-        let (r, _) = collect(
-            kept.send_request(get_request("app.test", "/", None))
-                .await
-                .unwrap(),
-        )
-        .await;
-        assert_eq!(r.status, StatusCode::OK);
-    })
-    .await
-    .expect("bounded");
-}
-
-/// Runs the binary with `args`, bounded, and returns its status and stderr.
-fn run_bounded(args: &[&str]) -> (Option<i32>, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sticky-gateway"))
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-            return (status.code(), err);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("sticky-gateway {args:?} did not exit within 10 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-#[test]
-fn bad_pem_files_exit_2_naming_the_file() {
-    let ca = ca();
-    let dir = scratch("badpem");
-    let good = write_files(&dir, "good", &ca.issue(&["app.test"]).unwrap());
-    let other = write_files(&dir, "other", &ca.issue(&["app.test"]).unwrap());
-    let junk = dir.join("junk.pem");
-    std::fs::write(&junk, "this is not PEM\n").unwrap();
-    let truncated = dir.join("truncated.pem");
-    let pem = std::fs::read_to_string(&good.cert).unwrap();
-    std::fs::write(&truncated, &pem[..pem.len() / 2]).unwrap();
-    let missing = dir.join("missing.key");
-    let p = |x: &Path| x.to_str().unwrap().to_string();
-    for (cert, key, file, reason) in [
-        (
-            p(&junk),
-            p(&good.key),
-            p(&junk),
-            "no CERTIFICATE block found",
-        ),
-        (p(&truncated), p(&good.key), p(&truncated), "invalid PEM"),
-        // A certificate where the key belongs.
-        (
-            p(&good.cert),
-            p(&good.cert),
-            p(&good.cert),
-            "no PRIVATE KEY block found",
-        ),
-        (p(&good.cert), p(&missing), p(&missing), "cannot read"),
-        (
-            p(&good.cert),
-            p(&other.key),
-            p(&other.key),
-            "does not match the certificate",
-        ),
-    ] {
-        let (code, err) = run_bounded(&[
-            "--tls-listen",
-            "127.0.0.1:0",
-            "--tls-cert",
-            &cert,
-            "--tls-key",
-            &key,
-            "--backend",
-            "a=127.0.0.1:1",
-        ]);
-        assert_eq!(code, Some(2), "{err}");
-        assert!(err.contains(&format!("{file}: ")), "names {file}: {err}");
-        assert!(err.contains(reason), "{reason}: {err}");
-    }
-    // A second certificate without its key is a usage error too.
-    let (code, err) = run_bounded(&[
-        "--tls-listen",
-        "127.0.0.1:0",
-        "--tls-cert",
-        &p(&good.cert),
-        "--tls-key",
-        &p(&good.key),
-        "--tls-cert",
-        &p(&other.cert),
-        "--backend",
-        "a=127.0.0.1:1",
-    ]);
-    assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("--tls-key"), "{err}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plain_listener_may_redirect_to_https() {
     tokio::time::timeout(LIMIT, async {
@@ -575,6 +292,81 @@ async fn a_plain_listener_may_redirect_to_https() {
             "nothing proxied"
         );
         gw.shutdown().await;
+    })
+    .await
+    .expect("bounded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_file_serves_several_tls_listeners_with_several_certificates() {
+    tokio::time::timeout(LIMIT, async {
+        let a = Backend::start("a").await;
+        let ca = ca();
+        let dir = scratch("multi");
+        let first_cert = ca.issue(&["first.test"]).unwrap();
+        let first = write_files(&dir, "first", &first_cert);
+        let (b, c) = (
+            ca.issue(&["b.test"]).unwrap(),
+            ca.issue(&["c.test"]).unwrap(),
+        );
+        let (bf, cf) = (write_files(&dir, "b", &b), write_files(&dir, "c", &c));
+        let (one, two) = (free_addr(), free_addr());
+        let cert = |f: &sticky_gateway::tls::CertificateFiles| {
+            format!(
+                "[[tls_listeners.certificates]]\ncert = \"{}\"\nkey = \"{}\"\n",
+                f.cert.display(),
+                f.key.display()
+            )
+        };
+        let conf = dir.join("gateway.toml");
+        std::fs::write(
+            &conf,
+            format!(
+                "redirect_to_https = true\n\
+                 [[tls_listeners]]\nlisten = \"{one}\"\n{}\
+                 [[tls_listeners]]\nlisten = \"{two}\"\n{}{}\
+                 [[routes]]\n{}",
+                cert(&first),
+                cert(&bf),
+                cert(&cf),
+                backends_toml([&a])
+            ),
+        )
+        .unwrap();
+        // The harness adds --listen: the plain listener, redirecting.
+        let gw =
+            GatewayProcess::start(&["--config", conf.to_str().unwrap()], dir.join("gw.log")).await;
+        for addr in [one, two] {
+            eventually(10, "the TLS listeners accept", || async {
+                tokio::net::TcpStream::connect(addr).await.is_ok()
+            })
+            .await;
+        }
+        let s = connect(one, "first.test", trusting(&ca.cert_der, &["h2"]))
+            .await
+            .unwrap();
+        assert_eq!(negotiated(&s).as_deref(), Some("h2"));
+        assert_eq!(leaf(&s), first_cert.cert_der);
+        let mut h2 = http2(s).await;
+        let (r, _) = collect(
+            h2.send_request(get_request("first.test", "/", None))
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((r.status, r.backend()), (StatusCode::OK, "a"));
+        // The second listener: b.test's certificate by default, c.test's by SNI.
+        for (name, want) in [("b.test", &b), ("c.test", &c), ("other.test", &b)] {
+            let s = connect(two, name, any_cert()).await.unwrap();
+            assert_eq!(leaf(&s), want.cert_der, "{name} on the second listener");
+        }
+        // The plain listener sends clients to the first TLS listener.
+        let r = get(gw.addr, "/x", None).await;
+        assert_eq!(r.status, StatusCode::PERMANENT_REDIRECT);
+        assert_eq!(
+            r.headers["location"],
+            format!("https://app.test:{}/x", one.port()).as_str()
+        );
     })
     .await
     .expect("bounded");

@@ -201,8 +201,9 @@ address = "127.0.0.1:9001"
             c.tls_listeners[0].certificates[0].key,
             std::path::PathBuf::from("a.key")
         );
-        let e = GatewayConfig::from_toml(&format!("redirect_to_https = true\n{tls}{MINIMAL}"))
-            .unwrap_err();
+        let c =
+            GatewayConfig::from_toml(&format!("redirect_to_https = true\n{tls}{MINIMAL}")).unwrap();
+        let e = crate::tls::config::check_redirect(&c).unwrap_err();
         assert_eq!(e.field, "redirect_to_https");
         let c = GatewayConfig::from_toml(&format!(
             "listen = \"127.0.0.1:8080\"\nredirect_to_https = true\n{tls}{MINIMAL}"

@@ -55,13 +55,9 @@ pub fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
         None if tls_listeners.is_empty() => Some(sock("listen", defaults::LISTEN)?),
         None => None,
     };
+    // Checked once the command line has had its say (`--listen` may add the
+    // plain listener): `crate::tls::config::check_redirect`.
     let redirect_to_https = raw.redirect_to_https.unwrap_or(false);
-    if redirect_to_https && (listen.is_none() || tls_listeners.is_empty()) {
-        return Err(ConfigError::new(
-            "redirect_to_https",
-            "needs both a plain `listen` and a [[tls_listeners]] entry to redirect to",
-        ));
-    }
     let admin = raw.admin.as_deref().map(|a| sock("admin", a)).transpose()?;
     let admin_auth = crate::admin::auth::AdminAuthConfig {
         token_file: raw.admin_token_file,

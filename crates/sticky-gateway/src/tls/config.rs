@@ -114,6 +114,19 @@ pub fn validate_listeners(raw: Vec<RawTlsListener>) -> Result<Vec<TlsListenerCon
     Ok(out)
 }
 
+/// Checks that `redirect_to_https` has a plain listener to redirect from
+/// and a TLS listener to redirect to.
+pub fn check_redirect(c: &crate::config::GatewayConfig) -> Result<(), ConfigError> {
+    if c.redirect_to_https && (c.listen.is_none() || c.tls_listeners.is_empty()) {
+        return Err(ConfigError::new(
+            "redirect_to_https",
+            "needs both a plain listener (listen, --listen) and a TLS listener \
+             ([[tls_listeners]], --tls-listen) to redirect to",
+        ));
+    }
+    Ok(())
+}
+
 /// The listener that `--tls-listen ADDR --tls-cert FILE --tls-key FILE
 /// [--tls-cert FILE --tls-key FILE ...]` describes: certificates and keys
 /// are paired in the order given.

@@ -76,12 +76,13 @@ pub async fn serve_redirect(
             let svc = service_fn(move |req: Request<Incoming>| async move {
                 Ok::<_, std::convert::Infallible>(answer(&req, https_port))
             });
+            // One answer per connection: the client goes to HTTPS next, and
+            // shutdown need not wait for idle keep-alive connections here.
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(settings.header_read_timeout)
+                .keep_alive(false)
                 .serve_connection(TokioIo::new(stream), svc);
-            // Redirects are one short answer each: a connection is bounded
-            // by the idle timeout as a whole.
             let _ = tokio::time::timeout(settings.idle_timeout, conn).await;
         });
     }

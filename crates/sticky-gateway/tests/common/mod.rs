@@ -567,3 +567,27 @@ pub fn backends_toml<'a>(backends: impl IntoIterator<Item = &'a Backend>) -> Str
         })
         .collect()
 }
+
+/// Runs the binary with `args`, bounded, and returns its status and stderr.
+pub fn run_bounded(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sticky-gateway"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            return (status.code(), err);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("sticky-gateway {args:?} did not exit within 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -19,7 +19,10 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use super::Reply;
+use super::{in_process_gateway, Backend, Reply};
+use std::time::Duration;
+use sticky_gateway::tls::throwaway::Authority;
+use sticky_gateway::tls::TlsListenerConfig;
 
 /// Writes a certificate and key as `TAG.pem` and `TAG.key` in `dir`.
 pub fn write_files(dir: &Path, tag: &str, c: &Issued) -> CertificateFiles {
@@ -177,4 +180,29 @@ pub async fn collect(r: http::Response<hyper::body::Incoming>) -> (Reply, http::
         },
         version,
     )
+}
+
+pub fn ca() -> Authority {
+    Authority::new("sticky test CA").unwrap()
+}
+
+pub fn listener(certificates: Vec<CertificateFiles>) -> TlsListenerConfig {
+    TlsListenerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        certificates,
+        resumption: true,
+    }
+}
+
+/// An in-process gateway over `backends` with a plain listener and one TLS
+/// listener serving `certificates`.
+pub async fn tls_gateway(
+    backends: &[&Backend],
+    certificates: Vec<CertificateFiles>,
+) -> sticky_gateway::run::Running {
+    in_process_gateway(backends, |c| {
+        c.tls_listeners = vec![listener(certificates)];
+        c.file_watch_interval = Duration::from_millis(100);
+    })
+    .await
 }
