@@ -87,6 +87,20 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             ],
             vec![],
         ),
+        // The engine and its request lifecycle build without tower (what
+        // the pingora adapter depends on), and lint clean that way.
+        (
+            vec![
+                "clippy",
+                "-p",
+                "tower-sticky",
+                "--no-default-features",
+                "--",
+                "-D",
+                "warnings",
+            ],
+            vec![],
+        ),
         (
             [&["test", "--workspace", "--all-targets"][..], test_mode].concat(),
             vec![],

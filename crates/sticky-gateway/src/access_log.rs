@@ -4,10 +4,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use http::{Method, Uri};
+use http::{Method, StatusCode, Uri};
+use tower_sticky::Decision;
 
 use crate::config::LogFormat;
-use crate::proxy::service::Served;
 
 /// The tracing target of access-log lines (filter with `RUST_LOG=access=off`).
 pub const TARGET: &str = "access";
@@ -27,15 +27,24 @@ pub fn init(format: LogFormat) {
     };
 }
 
+/// What one request came to, as the access log tells it. Plain values, so
+/// that the log depends on nothing of the proxy path.
+pub(crate) struct Entry<'a> {
+    pub(crate) status: StatusCode,
+    pub(crate) backend: Option<&'a str>,
+    /// What the engine decided (none when no route matched).
+    pub(crate) decision: Option<&'a Decision>,
+}
+
 /// Writes one access-log line.
 pub(crate) fn line(
     peer: &SocketAddr,
     method: &Method,
     uri: &Uri,
-    served: &Served,
+    served: Entry<'_>,
     elapsed: Duration,
 ) {
-    let decided = served.decision.as_ref();
+    let decided = served.decision;
     let outcome = decided.map(|d| d.outcome().kind()).unwrap_or("none");
     // Why a presented token was not trusted (forged, expired, unknown key...).
     let invalid_token = decided
@@ -51,8 +60,8 @@ pub(crate) fn line(
         client = %peer.ip(),
         method = %method,
         path = uri.path(),
-        status = served.response.status().as_u16(),
-        backend = served.backend.as_deref().unwrap_or("-"),
+        status = served.status.as_u16(),
+        backend = served.backend.unwrap_or("-"),
         outcome,
         reason,
         invalid_token,

@@ -26,29 +26,24 @@ impl GatewayView {
 
 impl AdminView for GatewayView {
     fn backends(&self) -> Vec<BackendView> {
-        let now = self.0.now_ms();
         let mut out = Vec::new();
         for r in self.0.routes().iter() {
             let table = r.table.load();
-            for b in table.iter() {
-                let s = b.status();
-                let health = match (&r.config.health_check, s.probe_healthy()) {
+            let stats = r.engine.stats(&table);
+            // The snapshot lists the table's backends in its order.
+            for (b, s) in table.iter().zip(stats.backends()) {
+                let health = match (&r.config.health_check, b.status().probe_healthy()) {
                     (None, _) => "unknown",
                     (Some(_), true) => "healthy",
                     (Some(_), false) => "unhealthy",
                 };
-                out.push(BackendView {
-                    route: r.config.name.clone(),
-                    id: b.key().clone(),
-                    address: b.value().address().to_string(),
-                    state: s.state(now).as_str().to_string(),
-                    health: health.to_string(),
-                    in_flight: s.in_flight(),
-                    requests: s.requests(),
-                    new_sessions: s.new_sessions(),
-                    pinned_hits: s.pinned_hits(),
-                    failures: s.failures(),
-                });
+                out.push(BackendView::from_stats(
+                    r.config.name.clone(),
+                    b.key().clone(),
+                    b.value().address(),
+                    health,
+                    s,
+                ));
             }
         }
         out

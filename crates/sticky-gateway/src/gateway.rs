@@ -10,7 +10,6 @@ use tower_sticky::Clock;
 
 use crate::admin::LatencyHistogram;
 use crate::config::GatewayConfig;
-use crate::proxy::pool::PoolSettings;
 use crate::routes::RouteSet;
 use crate::shutdown::Shutdown;
 
@@ -25,8 +24,6 @@ pub struct Gateway {
     pub shutdown: Shutdown,
     /// Whether to write an access-log line per request.
     pub access_log: bool,
-    /// Backend connection pool settings.
-    pub pool: PoolSettings,
     /// The config file, for SIGHUP reloads.
     pub config_path: Option<PathBuf>,
     /// Background tasks tied to the current routes (health checks).
@@ -42,19 +39,14 @@ impl Gateway {
         keys: &KeyRing,
         config_path: Option<PathBuf>,
     ) -> Result<Arc<Self>, String> {
-        let pool = PoolSettings {
-            connect_timeout: config.timeouts.connect,
-            max_idle: config.limits.max_idle_per_backend,
-        };
         let clock = Clock::system();
-        let routes = RouteSet::build(&config, keys, pool, None, clock.now_ms())?;
+        let routes = RouteSet::build(&config, keys, None, clock.now_ms())?;
         Ok(Arc::new(Self {
             routes: ArcSwap::from_pointee(routes),
             access_log: config.access_log,
             config: ArcSwap::from_pointee(config),
             latency: Arc::new(LatencyHistogram::default()),
             shutdown: Shutdown::new(),
-            pool,
             config_path,
             tasks: Mutex::new(Vec::new()),
             keys: Mutex::new(keys.clone()),
@@ -85,7 +77,7 @@ impl Gateway {
 
     /// Replaces the routes with those of `config`; backends that stay keep
     /// their state and every session. Backends new under a host name have
-    /// no address until resolved: [`crate::reload::reload`] resolves them
+    /// no address until resolved: a reload resolves them
     /// between [`Gateway::build_routes`] and [`Gateway::install`].
     pub fn apply(&self, config: GatewayConfig, keys: &KeyRing) -> Result<(), String> {
         let routes = self.build_routes(&config, keys)?;
@@ -97,7 +89,7 @@ impl Gateway {
     /// in the routes now, without installing them.
     pub fn build_routes(&self, config: &GatewayConfig, keys: &KeyRing) -> Result<RouteSet, String> {
         let prev = self.routes.load_full();
-        RouteSet::build(config, keys, self.pool, Some(&prev), self.now_ms())
+        RouteSet::build(config, keys, Some(&prev), self.now_ms())
     }
 
     /// Installs routes built by [`Gateway::build_routes`] for `config`.

@@ -5,13 +5,14 @@
 //! successes in a row it is marked up again. Beside this, the core's passive
 //! ejection works on live traffic.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use tower_sticky::table::upkeep::{HealthChange, HealthStreaks};
 
 use crate::config::HealthCheck;
 use crate::gateway::Gateway;
@@ -47,16 +48,11 @@ fn status_of(head: &[u8]) -> Option<u16> {
     s.strip_prefix("HTTP/1.")?.get(2..5)?.parse().ok()
 }
 
-#[derive(Default)]
-struct Streak {
-    ok: u32,
-    fail: u32,
-}
-
 /// Spawns the probing loop of route `route`; it ends when the route is gone.
 pub fn spawn(gw: Arc<Gateway>, route: String, hc: HealthCheck) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut streaks: HashMap<String, Streak> = HashMap::new();
+        // The streak rule is the core's; this loop only probes.
+        let mut streaks = HealthStreaks::new(hc.healthy_threshold, hc.unhealthy_threshold);
         let mut tick = tokio::time::interval(hc.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -72,33 +68,27 @@ pub fn spawn(gw: Arc<Gateway>, route: String, hc: HealthCheck) -> tokio::task::J
                 let status = b.status().clone();
                 let path = hc.path.clone();
                 let timeout = hc.timeout;
+                let id = b.id();
                 probes.spawn(async move {
                     let ok = match pool.target() {
                         Some(addr) => probe(addr, pool.address(), &path, timeout).await,
                         None => false,
                     };
-                    (pool.name().to_string(), status, ok)
+                    (id, pool.name().clone(), status, ok)
                 });
             }
-            while let Some(Ok((name, status, ok))) = probes.join_next().await {
-                let s = streaks.entry(name.clone()).or_default();
-                if ok {
-                    s.ok += 1;
-                    s.fail = 0;
-                    if s.ok >= hc.healthy_threshold && !status.probe_healthy() {
-                        tracing::info!(route = %route, backend = %name, "health check passed, backend up");
-                        status.set_probe_healthy(true);
+            while let Some(Ok((id, name, status, ok))) = probes.join_next().await {
+                match streaks.record(id, &status, ok) {
+                    Some(HealthChange::Up) => {
+                        tracing::info!(route = %route, backend = %name, "health check passed, backend up")
                     }
-                } else {
-                    s.fail += 1;
-                    s.ok = 0;
-                    if s.fail >= hc.unhealthy_threshold && status.probe_healthy() {
-                        tracing::warn!(route = %route, backend = %name, "health check failed, backend down");
-                        status.set_probe_healthy(false);
+                    Some(HealthChange::Down) => {
+                        tracing::warn!(route = %route, backend = %name, "health check failed, backend down")
                     }
+                    _ => {}
                 }
             }
-            streaks.retain(|k, _| table.iter().any(|b| b.key() == k));
+            streaks.retain(&table);
         }
     })
 }

@@ -1,19 +1,15 @@
 //! sticky-gateway: a reverse proxy with session affinity, built on the
-//! [`tower_sticky`] decision engine.
+//! [`tower_sticky`] decision engine and its per-request lifecycle.
 //!
-//! The binary's pieces, one concern per module:
-//! [`config`] (the TOML file and its validation), [`cli`], [`routes`] (host
-//! and prefix routes, each with its own backend table and engine),
-//! [`proxy`] (the request path, the HTTP/1.1 backend client and its
-//! connection pools, header rewriting, upgrades), [`server`] (the client
-//! side), [`health`] (active probes), [`reload`] (SIGHUP and upkeep),
-//! [`shutdown`], [`keyfile`], [`demo`], [`access_log`], [`admin`] (the admin
-//! API) and [`admin_view`].
-//!
-//! Tests and tools start a gateway in-process with [`run::start`].
-
-#![deny(unsafe_code)]
-#![warn(missing_docs)]
+//! The binary's pieces, one concern per module. Public, for the binary, the
+//! tests and tools: [`config`] (the TOML file and its validation), [`cli`],
+//! [`run`] (start a whole gateway in-process with [`run::start`]),
+//! [`admin`] (the admin API) and [`admin_view`], [`keyfile`], [`demo`],
+//! [`access_log`]. Internal: `routes` (host and prefix routes, each with its
+//! own backend table and engine), `proxy` (the request path, the HTTP/1.1
+//! backend client and its connection pools, header rewriting, upgrades),
+//! `server` (the client side), `health` (active probes), `reload` (SIGHUP
+//! and upkeep), `shutdown` and `gateway` (the shared state).
 
 pub mod access_log;
 pub mod admin;
@@ -21,15 +17,15 @@ pub mod admin_view;
 pub mod cli;
 pub mod config;
 pub mod demo;
-pub mod gateway;
-pub mod health;
+pub(crate) mod gateway;
+pub(crate) mod health;
 pub mod keyfile;
-pub mod proxy;
-pub mod reload;
-pub mod routes;
+pub(crate) mod proxy;
+pub(crate) mod reload;
+pub(crate) mod routes;
 pub mod run;
-pub mod server;
-pub mod shutdown;
+pub(crate) mod server;
+pub(crate) mod shutdown;
 
 pub use config::GatewayConfig;
 pub use gateway::Gateway;

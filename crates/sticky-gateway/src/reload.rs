@@ -14,6 +14,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tower_sticky::table::upkeep::purged;
+
 use crate::config::GatewayConfig;
 use crate::gateway::Gateway;
 use crate::routes::RouteSet;
@@ -127,22 +129,13 @@ pub fn purge_removed(gw: &Gateway) {
         let Some(grace) = r.config.removal_grace else {
             continue;
         };
-        let table = r.table.load();
-        if !table
-            .iter()
-            .any(|b| b.status().state(now) == tower_sticky::BackendState::Removed)
-        {
+        let Some(p) = purged(&r.table.load(), grace, now) else {
             continue;
+        };
+        for b in &p.gone {
+            tracing::info!(route = %r.config.name, backend = %b.key(), "removal grace over, backend dropped");
         }
-        let mut next = table.map_values(|b| b.value().clone());
-        drop(table);
-        let gone = next.purge_removed(now.saturating_sub(grace.as_millis() as u64));
-        if !gone.is_empty() {
-            for b in &gone {
-                tracing::info!(route = %r.config.name, backend = %b.key(), "removal grace over, backend dropped");
-            }
-            r.table.store(Arc::new(next));
-        }
+        r.table.store(Arc::new(p.table));
     }
 }
 

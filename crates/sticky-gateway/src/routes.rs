@@ -10,10 +10,9 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use http::HeaderName;
+use tower_sticky::table::upkeep::Rebuild;
 use tower_sticky::token::KeyRing;
-use tower_sticky::{
-    AffinitySource, BackendTable, CookieConfig, Engine, Placement, StableId, StickyConfig,
-};
+use tower_sticky::{AffinitySource, BackendTable, CookieConfig, Engine, Placement, StickyConfig};
 
 use crate::config::{GatewayConfig, Persistence, PlacementKind, RouteConfig};
 use crate::proxy::pool::{Pool, PoolSettings};
@@ -61,10 +60,13 @@ impl RouteSet {
     pub fn build(
         config: &GatewayConfig,
         keys: &KeyRing,
-        pool: PoolSettings,
         prev: Option<&RouteSet>,
         now_ms: u64,
     ) -> Result<Self, String> {
+        let pool = PoolSettings {
+            connect_timeout: config.timeouts.connect,
+            max_idle: config.limits.max_idle_per_backend,
+        };
         let mut routes = Vec::with_capacity(config.routes.len());
         for rc in &config.routes {
             let old = prev.and_then(|p| p.by_name(&rc.name));
@@ -106,58 +108,29 @@ impl RouteSet {
     }
 }
 
-/// A route's table: backends of `rc`, keeping the status of those already in
-/// `prev`; backends no longer configured stay as removed for the route's
-/// removal grace (then are purged), or go at once without one.
-///
-/// Slow start counts from `now_ms` for backends new in a rebuild (`prev`
-/// given). A table built afresh (the gateway starting, a new route) has no
-/// load for newcomers to relieve: its backends start fully ramped, as HAProxy
-/// skips `slowstart` at startup. Were they slow-started too, every backend
-/// would ramp together and one added by a reload within the window would get
-/// the same share as the others.
+/// A route's table: backends of `rc`, keeping the state of those already in
+/// `prev` and reusing their idle connections when the address is unchanged.
+/// The rules (slow start only for backends new to the set, removal grace)
+/// are the core's: [`Rebuild`].
 pub fn build_table(
     rc: &RouteConfig,
     prev: Option<&Table>,
     pool: PoolSettings,
     now_ms: u64,
 ) -> Result<Table, String> {
-    let mut t: Table = match prev {
-        Some(p) => p.sharing_load(),
-        None => Table::new(),
-    };
-    // Epoch 0: older than any slow-start window.
-    let added_ms = if prev.is_some() { now_ms } else { 0 };
+    let mut rebuild = Rebuild::new(prev, now_ms);
     for b in &rc.backends {
-        let old = prev.and_then(|p| p.get_by_id(b.name.stable_id()));
-        let reuse = old.filter(|o| o.value().address() == b.address);
-        let value = match reuse {
-            Some(o) => o.value().clone(),
-            None => Arc::new(Pool::new(&b.name, &b.address, pool)),
+        let value = match rebuild.previous(&b.name) {
+            Some(o) if o.value().address() == b.address => o.value().clone(),
+            _ => Arc::new(Pool::new(&b.name, &b.address, pool)),
         };
-        let slot = match old {
-            // A backend that was removed and is back starts afresh.
-            Some(o) if o.status().state(now_ms) != tower_sticky::BackendState::Removed => {
-                t.insert_with_status(b.name.clone(), value, o.status().clone())
-            }
-            _ => t.insert(b.name.clone(), value, added_ms),
-        }
-        .map_err(|e| format!("backend {:?}: {e}", b.name))?;
-        if let Some(entry) = t.get(slot) {
-            entry.status().set_weight(b.weight);
-        }
+        rebuild
+            .insert(b.name.clone(), value, b.weight)
+            .map_err(|e| format!("backend {:?}: {e}", b.name))?;
     }
-    if let (Some(prev), Some(_grace)) = (prev, rc.removal_grace) {
-        for o in prev.iter() {
-            if rc.backends.iter().any(|b| &b.name == o.key()) {
-                continue;
-            }
-            prev.mark_removed(o.id(), now_ms);
-            t.insert_with_status(o.key().clone(), o.value().clone(), o.status().clone())
-                .map_err(|e| format!("backend {:?}: {e}", o.key()))?;
-        }
-    }
-    Ok(t)
+    rebuild
+        .finish(rc.removal_grace)
+        .map_err(|e| format!("backend table: {e}"))
 }
 
 /// The core engine's settings for a route.
@@ -218,6 +191,7 @@ mod tests {
     use super::*;
     use crate::config::BackendConfig;
     use std::time::Duration;
+    use tower_sticky::StableId;
 
     fn settings() -> PoolSettings {
         PoolSettings {

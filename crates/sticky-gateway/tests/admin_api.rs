@@ -28,6 +28,7 @@ fn backend(route: &str, id: &str, port: u16, requests: u64, pinned: u64) -> Back
         id: id.into(),
         address: format!("127.0.0.1:{port}"),
         state: "active".into(),
+        removal_deadline_ms: None,
         health: "healthy".into(),
         in_flight: 2,
         requests,

@@ -33,6 +33,7 @@ impl FakeView {
             id: id.into(),
             address: format!("127.0.0.1:{port}"),
             state: state.into(),
+            removal_deadline_ms: None,
             health: health.into(),
             in_flight: 0,
             requests: 0,

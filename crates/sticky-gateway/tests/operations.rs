@@ -213,6 +213,26 @@ async fn a_backend_removed_by_reload_keeps_its_sessions_for_the_grace_then_is_pu
         admin_field(adm, "b3", "state").await.as_deref(),
         Some("removed")
     );
+    // What the example config promises: removed, serving its sessions, with
+    // the end of its grace shown (an hour from the removal).
+    let deadline: u64 = admin_field(adm, "b3", "removal_deadline_ms")
+        .await
+        .and_then(|v| v.parse().ok())
+        .expect("a removed backend shows its grace deadline");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(
+        (now_ms + 3_500_000..=now_ms + 3_600_000).contains(&deadline),
+        "{deadline} vs now {now_ms}"
+    );
+    assert_eq!(
+        admin_field(adm, "b1", "removal_deadline_ms")
+            .await
+            .as_deref(),
+        Some("null")
+    );
     let logged = gw.access().len();
     for _ in 0..5 {
         let r = on_b3.get(gw.addr, "/").await;

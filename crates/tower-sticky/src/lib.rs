@@ -1,6 +1,4 @@
 #![doc = include_str!("../README.md")]
-#![deny(unsafe_code)]
-#![warn(missing_docs)]
 #![deny(unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 

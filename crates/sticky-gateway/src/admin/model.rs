@@ -31,8 +31,15 @@ pub struct BackendView {
     pub id: String,
     /// Where it is reached (`host:port`).
     pub address: String,
-    /// `active`, `draining`, `ejected` or `removed`.
+    /// `active`, `draining`, `ejected` or `removed`. A `removed` backend
+    /// (gone from the file or from discovery, within its route's
+    /// `removal_grace`) keeps serving the sessions pinned to it and takes no
+    /// new ones, as a draining one does, until `removal_deadline_ms`; then it
+    /// is dropped.
     pub state: String,
+    /// For a `removed` backend, when its removal grace ends (ms since the
+    /// UNIX epoch); `null` otherwise.
+    pub removal_deadline_ms: Option<u64>,
     /// `healthy`, `unhealthy` or `unknown` (no active health check).
     pub health: String,
     /// Requests in flight now.
@@ -62,6 +69,7 @@ impl BackendView {
             id: id.into(),
             address: address.into(),
             state: stats.state().as_str().to_owned(),
+            removal_deadline_ms: stats.removal_deadline_ms(),
             health: health.into(),
             in_flight: stats.in_flight(),
             requests: stats.requests(),

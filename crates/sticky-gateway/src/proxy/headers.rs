@@ -12,13 +12,14 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// Whether the request asks to switch protocols (WebSocket and the like):
-/// HTTP/1.1, `Connection: upgrade` and an `Upgrade` header.
-pub fn is_upgrade(parts: &Parts) -> bool {
+/// [`is_upgrade_request`] for a request head (the tests' form).
+#[cfg(test)]
+fn is_upgrade(parts: &Parts) -> bool {
     is_upgrade_head(parts.version, &parts.headers)
 }
 
-/// [`is_upgrade`] for a whole request.
+/// Whether the request asks to switch protocols (WebSocket and the like):
+/// HTTP/1.1, `Connection: upgrade` and an `Upgrade` header.
 pub fn is_upgrade_request<B>(req: &http::Request<B>) -> bool {
     is_upgrade_head(req.version(), req.headers())
 }

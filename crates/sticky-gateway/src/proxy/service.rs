@@ -87,7 +87,12 @@ pub async fn handle(
     let elapsed = start.elapsed();
     gw.latency.record(elapsed);
     if let Some((method, uri)) = log {
-        access_log::line(&conn.peer, &method, &uri, &served, elapsed);
+        let entry = access_log::Entry {
+            status: served.response.status(),
+            backend: served.backend.as_deref(),
+            decision: served.decision.as_ref(),
+        };
+        access_log::line(&conn.peer, &method, &uri, entry, elapsed);
     }
     Ok(served.response)
 }

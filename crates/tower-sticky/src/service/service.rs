@@ -79,6 +79,12 @@ where
         &mut self.discover
     }
 
+    /// The discovery stream, the service taken apart (its backend services
+    /// and table dropped).
+    pub fn into_inner(self) -> D {
+        self.discover
+    }
+
     /// The decision engine (configuration and counters).
     pub fn engine(&self) -> &Engine {
         &self.engine

@@ -7,6 +7,7 @@
 //! payload `T` (the gateway keeps its connection pool there).
 
 mod status;
+pub mod upkeep;
 
 use status::TableLoad;
 pub use status::{BackendState, BackendStatus, InFlight};
