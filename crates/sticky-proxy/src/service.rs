@@ -86,6 +86,8 @@ impl Backend {
         B: Body,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        // Refused before a connection is even taken.
+        check(parts, body.is_end_stream(), self.allow_connect)?;
         let conn = self.pool.acquire().await.map_err(Error::Connect)?;
         self.send_on(conn, parts, body).await
     }
@@ -101,8 +103,16 @@ impl Backend {
         parts: &Parts,
         mut body: Pin<&mut impl Body<Error = impl Into<Box<dyn std::error::Error + Send + Sync>>>>,
     ) -> Result<Response<ResponseBody>, Error> {
-        let framing = check(parts, body.is_end_stream(), self.allow_connect)?;
-        encode(&mut conn, parts, framing, self.pool.address())?;
+        let framing = check(parts, body.is_end_stream(), self.allow_connect)
+            .and_then(|f| encode(&mut conn, parts, f, self.pool.address()).map(|()| f));
+        let framing = match framing {
+            Ok(f) => f,
+            Err(e) => {
+                // Nothing was written on it: still fit for another request.
+                self.pool.put(conn);
+                return Err(e);
+            }
+        };
         let upgrade = wants_upgrade(parts);
         let pool: Arc<dyn Recycle<_>> = self.pool.clone();
         match exchange(&mut conn, parts, framing, upgrade, body.as_mut()).await {
