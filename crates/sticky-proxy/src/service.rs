@@ -178,7 +178,7 @@ fn encode<T>(
     host: &str,
 ) -> Result<Encoded, Error> {
     encode_request_head(
-        &mut conn.out,
+        &mut conn.inner.out,
         &parts.method,
         &parts.uri,
         parts.version,
