@@ -18,11 +18,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tower_sticky::token::{KeyRing, Token, TokenCodec};
 use tower_sticky::{FailoverPolicy, Reason, StableId};
 
-use super::conn::BackendConn;
 use crate::admin::render_metrics;
 use crate::admin_view::GatewayView;
 use crate::config::{BackendConfig, GatewayConfig, RouteConfig};
 use crate::run::Running;
+use sticky_proxy::Connection as BackendConn;
 
 /// A backend that answers every request with its name, counting the bytes
 /// and connections it receives.
