@@ -66,6 +66,7 @@ impl RouteSet {
         let pool = PoolSettings {
             connect_timeout: config.timeouts.connect,
             max_idle: config.limits.max_idle_per_backend,
+            idle_timeout: config.timeouts.backend_idle,
         };
         let mut routes = Vec::with_capacity(config.routes.len());
         for rc in &config.routes {
@@ -197,6 +198,7 @@ mod tests {
         PoolSettings {
             connect_timeout: Duration::from_secs(1),
             max_idle: 8,
+            idle_timeout: Duration::from_secs(4),
         }
     }
 

@@ -19,6 +19,10 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long shutdown waits for requests and tunnels in progress.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long a pooled backend connection may sit idle before it is closed
+/// instead of reused: below common backends' keep-alive timeouts (Node.js
+/// and Apache 5 s), so the backend is not closing it as a request arrives.
+pub const BACKEND_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// Largest request head in bytes.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;

@@ -66,6 +66,9 @@ pub struct Timeouts {
     pub idle: Duration,
     /// Graceful shutdown bound. Default 10 s.
     pub shutdown_grace: Duration,
+    /// A pooled backend connection idle longer is closed, not reused.
+    /// Default 4 s (see [`defaults::BACKEND_IDLE_TIMEOUT`]).
+    pub backend_idle: Duration,
 }
 
 impl Default for Timeouts {
@@ -75,6 +78,7 @@ impl Default for Timeouts {
             header_read: defaults::HEADER_READ_TIMEOUT,
             idle: defaults::IDLE_TIMEOUT,
             shutdown_grace: defaults::SHUTDOWN_GRACE,
+            backend_idle: defaults::BACKEND_IDLE_TIMEOUT,
         }
     }
 }

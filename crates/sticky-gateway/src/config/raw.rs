@@ -60,6 +60,8 @@ pub struct RawTimeouts {
     pub idle: Option<String>,
     /// How long shutdown waits for in-flight requests and tunnels.
     pub shutdown_grace: Option<String>,
+    /// How long a backend connection may sit idle in the pool.
+    pub backend_idle: Option<String>,
 }
 
 /// `[limits]`.

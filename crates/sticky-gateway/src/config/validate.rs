@@ -82,11 +82,13 @@ pub fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
         idle: dur("timeouts.idle", &t.idle)?.unwrap_or(d.idle),
         shutdown_grace: dur("timeouts.shutdown_grace", &t.shutdown_grace)?
             .unwrap_or(d.shutdown_grace),
+        backend_idle: dur("timeouts.backend_idle", &t.backend_idle)?.unwrap_or(d.backend_idle),
     };
     for (f, v) in [
         ("timeouts.connect", timeouts.connect),
         ("timeouts.header_read", timeouts.header_read),
         ("timeouts.idle", timeouts.idle),
+        ("timeouts.backend_idle", timeouts.backend_idle),
     ] {
         if v.is_zero() {
             return Err(ConfigError::new(f, "must be greater than zero"));

@@ -4,9 +4,10 @@
 //! head no longer carries it), under the route's failover policy, and it
 //! counts once.
 //!
-//! The dead pooled connection is registered with a runtime that is never
-//! driven, so the pool's idle check (readiness only) cannot notice the reset
-//! and the gateway really writes the head into it, deterministically.
+//! Either way the dead pooled connection fails (the pool's idle check sees
+//! the reset, or the head written into it gets no answer byte and the client
+//! retries once on a fresh connection), the fresh dial is refused: nothing
+//! was sent anywhere.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,11 +19,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tower_sticky::token::{KeyRing, Token, TokenCodec};
 use tower_sticky::{FailoverPolicy, Reason, StableId};
 
-use super::conn::BackendConn;
 use crate::admin::render_metrics;
 use crate::admin_view::GatewayView;
 use crate::config::{BackendConfig, GatewayConfig, RouteConfig};
 use crate::run::Running;
+use sticky_proxy::Connection as BackendConn;
 
 /// A backend that answers every request with its name, counting the bytes
 /// and connections it receives.
@@ -86,36 +87,23 @@ fn refused_port() -> SocketAddr {
     l.local_addr().unwrap()
 }
 
-/// A connection that carried an exchange and whose backend then reset it,
-/// registered with a runtime that is never driven again (returned, to be
-/// shut down once the connection is gone).
-fn reset_pooled_connection() -> (BackendConn, tokio::runtime::Runtime) {
-    std::thread::spawn(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        let client = rt.block_on(TcpStream::connect(addr)).unwrap();
-        let (server, _) = l.accept().unwrap();
-        {
-            // A zero linger resets instead of closing. Entering the runtime
-            // (to register the socket) does not drive it.
-            let _entered = rt.enter();
-            server.set_nonblocking(true).unwrap();
-            let server = TcpStream::from_std(server).unwrap();
-            #[allow(deprecated)]
-            server.set_linger(Some(Duration::ZERO)).unwrap();
-        }
-        // Let the kernel take the reset in, without the runtime seeing it.
-        std::thread::sleep(Duration::from_millis(50));
-        let mut conn = BackendConn::new(client);
-        conn.finish_exchange();
-        (conn, rt)
-    })
-    .join()
-    .unwrap()
+/// A connection that carried an exchange and whose backend then reset it.
+/// Whether the pool's idle check notices the reset (and dials afresh) or the
+/// head is written into it (and the client retries once on a fresh
+/// connection, since no answer byte came), the fresh dial is refused: the
+/// request was never sent.
+async fn reset_pooled_connection() -> BackendConn {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (client, server) = tokio::join!(TcpStream::connect(l.local_addr().unwrap()), l.accept());
+    let server = server.unwrap().0;
+    // A zero linger resets instead of closing.
+    #[allow(deprecated)]
+    server.set_linger(Some(Duration::ZERO)).unwrap();
+    drop(server);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut conn = BackendConn::new(client.unwrap());
+    conn.finish_exchange();
+    conn
 }
 
 async fn gateway(
@@ -206,7 +194,7 @@ async fn strict_a_reset_pooled_connection_then_a_refused_port_is_a_503_and_no_ba
         FailoverPolicy::Strict,
     )
     .await;
-    let (conn, dead_rt) = reset_pooled_connection();
+    let conn = reset_pooled_connection().await;
     pool_into(&gw, "a", conn);
     let token = Token::new("a".stable_id(), 77, now_s());
     let cookie = format!(
@@ -227,7 +215,6 @@ async fn strict_a_reset_pooled_connection_then_a_refused_port_is_a_503_and_no_ba
     assert_eq!(st.new_sessions(), 0);
     assert_eq!(outcomes_counted(&gw), 1.0, "one request, one outcome");
     gw.shutdown().await;
-    dead_rt.shutdown_background();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -250,7 +237,7 @@ async fn redistribute_after_a_reset_pooled_connection_goes_where_another_replica
     ];
     let gw = gateway(&keys, &set, FailoverPolicy::Redistribute).await;
     let replica = gateway(&keys, &set, FailoverPolicy::Redistribute).await;
-    let (conn, dead_rt) = reset_pooled_connection();
+    let conn = reset_pooled_connection().await;
     pool_into(&gw, "a", conn);
     let codec = TokenCodec::new(keys.clone(), "sticky");
     let token = Token::new("a".stable_id(), 4242, now_s());
@@ -290,5 +277,4 @@ async fn redistribute_after_a_reset_pooled_connection_goes_where_another_replica
     assert_eq!(per_backend, 4);
     gw.shutdown().await;
     replica.shutdown().await;
-    dead_rt.shutdown_background();
 }

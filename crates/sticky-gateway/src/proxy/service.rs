@@ -6,16 +6,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use std::pin::Pin;
+
 use http::{HeaderValue, Request, Response, StatusCode};
-use http_body::Body as _;
 use hyper::body::Incoming;
+use sticky_proxy::{Backend, Error, Pool, RequestError, ResponseBody};
 use tower_sticky::{Decision, Outcome, PeerAddr, Reason, Routed};
 
 use super::body::{BackendBody, GatewayBody};
-use super::codec::{RequestFraming, ResponseHead};
-use super::conn::BackendConn;
 use super::headers;
-use super::pool::{ConnectError, Pool};
 use crate::access_log;
 use crate::gateway::Gateway;
 use crate::routes::Route;
@@ -81,7 +80,11 @@ pub async fn handle(
     let log = gw
         .access_log
         .then(|| (parts.method.clone(), parts.uri.clone()));
-    let route = {
+    // CONNECT would make the backend connection a tunnel to wherever the
+    // client asks (RFC 9110 §9.3.6): a reverse proxy does not offer that.
+    let route = if parts.method == http::Method::CONNECT {
+        None
+    } else {
         let routes = gw.routes();
         routes
             .find(headers::request_host(&parts), parts.uri.path())
@@ -89,6 +92,11 @@ pub async fn handle(
     };
     let served = match route {
         Some(route) => forward(&gw, &route, &conn, parts, body, client_upgrade).await,
+        None if parts.method == http::Method::CONNECT => Served {
+            response: plain(StatusCode::NOT_IMPLEMENTED, "CONNECT is not supported\n"),
+            backend: None,
+            decision: None,
+        },
         None => Served {
             response: plain(StatusCode::NOT_FOUND, "no route for this request\n"),
             backend: None,
@@ -106,43 +114,6 @@ pub async fn handle(
         access_log::line(&conn.peer, &method, &uri, entry, elapsed);
     }
     Ok(served.response)
-}
-
-/// An idle pooled connection, or a new one.
-async fn acquire(pool: &Pool) -> Result<BackendConn, ConnectError> {
-    match pool.take() {
-        Some(c) => Ok(c),
-        None => pool.dial().await,
-    }
-}
-
-/// Why an exchange failed after a connection was had.
-enum ExchangeError {
-    /// Nothing was written: a fresh connection could not be opened.
-    Unsent(ConnectError),
-    /// The request may have reached the backend.
-    Io(std::io::Error),
-}
-
-/// Writes the request head. A reused connection that fails on it was closed
-/// by the backend while idle and took nothing: the head goes once more on a
-/// fresh connection.
-async fn send_head(
-    conn: &mut BackendConn,
-    pool: &Pool,
-    parts: &http::request::Parts,
-    framing: RequestFraming,
-) -> Result<(), ExchangeError> {
-    if let Err(e) = conn.write_head(parts, framing, pool.address()).await {
-        if !conn.is_reused() {
-            return Err(ExchangeError::Io(e));
-        }
-        *conn = pool.dial().await.map_err(ExchangeError::Unsent)?;
-        conn.write_head(parts, framing, pool.address())
-            .await
-            .map_err(ExchangeError::Io)?;
-    }
-    Ok(())
 }
 
 /// A backend that took nothing because it could not be reached: the engine
@@ -165,27 +136,12 @@ fn unreachable_backend(
     );
 }
 
-/// Opens (or reuses) a connection and writes the request head. `Err` only
-/// when nothing was sent: the request may go elsewhere.
-async fn connect_and_send_head(
-    pool: &Pool,
-    parts: &http::request::Parts,
-    framing: RequestFraming,
-) -> Result<Result<BackendConn, std::io::Error>, ConnectError> {
-    let mut backend = acquire(pool).await?;
-    match send_head(&mut backend, pool, parts, framing).await {
-        Ok(()) => Ok(Ok(backend)),
-        Err(ExchangeError::Unsent(e)) => Err(e),
-        Err(ExchangeError::Io(e)) => Ok(Err(e)),
-    }
-}
-
 async fn forward(
     gw: &Gateway,
     route: &Route,
     conn: &ConnInfo,
     mut parts: http::request::Parts,
-    body: Incoming,
+    mut body: Incoming,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Served {
     let upgrade = client_upgrade.is_some();
@@ -209,16 +165,26 @@ async fn forward(
         (routed, pool)
     };
     routed.prepare_request(engine, &mut parts.headers);
-    headers::prepare_request(&mut parts, &conn.forwarded_for, upgrade);
+    if let Err(e) = headers::prepare_request(&mut parts, &conn.forwarded_for, upgrade) {
+        return refused(e, routed);
+    }
     if conn.tls {
         crate::tls::mark_forwarded_https(&mut parts.headers);
     }
-    let framing = RequestFraming::of(&parts.headers, body.is_end_stream());
-    let mut backend = loop {
-        let e = match connect_and_send_head(&pool, &parts, framing).await {
-            Ok(Ok(backend)) => break backend,
-            Ok(Err(e)) => return failed(routed, &pool, &e),
-            Err(e) => e,
+    let response = loop {
+        let sent = match pool.acquire().await {
+            Ok(c) => {
+                Backend::new(pool.clone())
+                    .send_on(c, &parts, Pin::new(&mut body))
+                    .await
+            }
+            Err(e) => Err(Error::Connect(e)),
+        };
+        let e = match sent {
+            Ok(response) => break response,
+            Err(Error::Connect(e)) => e,
+            Err(Error::Request(e)) => return refused(e, routed),
+            Err(e) => return failed(routed, &pool, &e),
         };
         // Nothing was sent: the request may go to another backend, as the
         // route's failover policy says.
@@ -238,28 +204,35 @@ async fn forward(
         pool = next.value().clone();
         routed.begin(engine, &table);
     };
-    let head = match backend.write_body(body, framing).await {
-        Ok(()) => backend.read_head(&parts.method, upgrade).await,
-        Err(e) => Err(e),
+    // The result counts now; the request stays in flight until its
+    // response body has streamed to the client.
+    routed.record(!response.status().is_server_error());
+    let mut served = respond(gw, route, routed, response, &pool, client_upgrade);
+    if conn.tls {
+        crate::tls::secure_cookie(&route.config, served.response.headers_mut());
+    }
+    served
+}
+
+/// A request the client should not have sent (400, or 501 for an unknown
+/// transfer coding): nothing reached a backend, so the request stops being
+/// counted in flight without a result (the client's fault says nothing of
+/// the backend).
+fn refused(e: RequestError, routed: Routed) -> Served {
+    let text = match e.status() {
+        StatusCode::NOT_IMPLEMENTED => "not implemented\n",
+        _ => "bad request\n",
     };
-    match head {
-        Ok(head) => {
-            // The result counts now; the request stays in flight until its
-            // response body has streamed to the client.
-            routed.record(!head.parts.status.is_server_error());
-            let mut served = respond(gw, route, routed, head, backend, pool, client_upgrade);
-            if conn.tls {
-                crate::tls::secure_cookie(&route.config, served.response.headers_mut());
-            }
-            served
-        }
-        Err(e) => failed(routed, &pool, &e),
+    Served {
+        response: plain(e.status(), text),
+        backend: None,
+        decision: Some(*routed.decision()),
     }
 }
 
 /// The request may have reached the backend and no answer came: never
 /// replayed, answered 502.
-fn failed(mut routed: Routed, pool: &Pool, error: &std::io::Error) -> Served {
+fn failed(mut routed: Routed, pool: &Pool, error: &Error) -> Served {
     routed.finish(false);
     tracing::warn!(backend = %pool.name(), error = %error, "backend request failed");
     Served {
@@ -273,31 +246,26 @@ fn respond(
     gw: &Gateway,
     route: &Route,
     mut routed: Routed,
-    head: ResponseHead,
-    backend: BackendConn,
-    pool: Arc<Pool>,
+    response: Response<ResponseBody>,
+    pool: &Pool,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Served {
-    let ResponseHead {
-        mut parts,
-        framing,
-        keep_alive,
-    } = head;
+    let (mut parts, body) = response.into_parts();
     let name = pool.name().clone();
-    // The codec accepts 101 only for a request that asked to upgrade.
+    // The client accepts 101 only for a request that asked to upgrade.
     let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
-    headers::strip_hop_by_hop(&mut parts.headers, switching);
+    sticky_proxy::hop::strip_response(&mut parts.headers, switching);
     routed.tag_response(&route.engine, &mut parts.headers);
     let in_flight = routed.take_in_flight();
     let body = match client_upgrade {
         Some(client) if switching => {
             // The connection is the tunnel's now, never pooled.
-            super::upgrade::tunnel(&gw.shutdown, client, backend, name.clone());
+            if let Some(upgraded) = body.into_upgraded() {
+                super::upgrade::tunnel(&gw.shutdown, client, upgraded, name.clone());
+            }
             GatewayBody::empty()
         }
-        _ => GatewayBody::Backend(BackendBody::new(
-            backend, pool, framing, keep_alive, in_flight,
-        )),
+        _ => GatewayBody::Backend(BackendBody::new(body, in_flight)),
     };
     Served {
         response: Response::from_parts(parts, body),
@@ -318,81 +286,5 @@ fn rejected(routed: Routed) -> Served {
         response,
         backend: None,
         decision: Some(*routed.decision()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::proxy::pool::PoolSettings;
-    use std::time::Duration;
-    use tokio::io::AsyncReadExt;
-    use tokio::net::{TcpListener, TcpStream};
-
-    /// A connection whose backend end was reset (closed with unread state
-    /// discarded), marked as having carried an exchange before.
-    async fn reset_connection(reused: bool) -> BackendConn {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (c, s) = tokio::join!(TcpStream::connect(l.local_addr().unwrap()), l.accept());
-        let server = s.unwrap().0;
-        // A zero linger resets instead of closing (and never blocks, which
-        // is what the deprecation warns of).
-        #[allow(deprecated)]
-        server.set_linger(Some(Duration::ZERO)).unwrap();
-        drop(server);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let mut conn = BackendConn::new(c.unwrap());
-        if reused {
-            conn.finish_exchange();
-        }
-        conn
-    }
-
-    fn pool(address: std::net::SocketAddr) -> Pool {
-        let settings = PoolSettings {
-            connect_timeout: Duration::from_secs(2),
-            max_idle: 4,
-        };
-        Pool::new("b", &address.to_string(), settings)
-    }
-
-    fn head() -> http::request::Parts {
-        Request::get("/x")
-            .header("host", "app.test")
-            .body(())
-            .unwrap()
-            .into_parts()
-            .0
-    }
-
-    #[tokio::test]
-    async fn a_head_refused_by_a_reused_connection_goes_on_a_fresh_one_or_is_unsent() {
-        // The fresh connection is made and carries the head.
-        let live = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let p = pool(live.local_addr().unwrap());
-        let mut conn = reset_connection(true).await;
-        let sent = send_head(&mut conn, &p, &head(), RequestFraming::Empty).await;
-        assert!(sent.is_ok(), "sent on a fresh connection");
-        let (mut s, _) = live.accept().await.unwrap();
-        let mut buf = [0u8; 64];
-        let n = s.read(&mut buf).await.unwrap();
-        assert!(buf[..n].starts_with(b"GET /x HTTP/1.1\r\n"));
-
-        // No fresh connection to be had: nothing was sent, so the caller may
-        // send the request to another backend.
-        let gone = pool(closed_port());
-        let mut conn = reset_connection(true).await;
-        let sent = send_head(&mut conn, &gone, &head(), RequestFraming::Empty).await;
-        assert!(matches!(sent, Err(ExchangeError::Unsent(_))));
-
-        // A connection new for this request failing is an I/O error, not retried.
-        let mut conn = reset_connection(false).await;
-        let sent = send_head(&mut conn, &p, &head(), RequestFraming::Empty).await;
-        assert!(matches!(sent, Err(ExchangeError::Io(_))));
-    }
-
-    fn closed_port() -> std::net::SocketAddr {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
     }
 }
