@@ -30,7 +30,9 @@ fn backend() -> impl tower::Service<
        + Send
        + Sync
        + 'static {
-    tower::service_fn(|_req: Request<Body>| async { Ok::<_, Infallible>(Response::new(Body::empty())) })
+    tower::service_fn(|_req: Request<Body>| async {
+        Ok::<_, Infallible>(Response::new(Body::empty()))
+    })
 }
 
 fn request(cookie: &str) -> Request<Body> {
@@ -54,25 +56,38 @@ fn bench(c: &mut Criterion) {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as u32;
-    let token = TokenCodec::new(keys, "sticky")
-        .seal(&Token::new("app-2".to_string().stable_id(), 7, now));
+    let token =
+        TokenCodec::new(keys, "sticky").seal(&Token::new("app-2".to_string().stable_id(), 7, now));
     let cookie = format!("theme=dark; sticky={}", token.as_str());
 
     // Check once that the hit is a hit (200, no Set-Cookie).
-    let res = sticky.clone().oneshot(request(&cookie)).now_or_never().unwrap().unwrap();
+    let res = sticky
+        .clone()
+        .oneshot(request(&cookie))
+        .now_or_never()
+        .unwrap()
+        .unwrap();
     assert_eq!(res.status(), 200);
     assert!(res.headers().get("set-cookie").is_none());
 
     let mut g = c.benchmark_group("gateway_shape");
     g.bench_function("bare_router", |b| {
         b.iter(|| {
-            let res = bare.clone().oneshot(request(&cookie)).now_or_never().unwrap();
+            let res = bare
+                .clone()
+                .oneshot(request(&cookie))
+                .now_or_never()
+                .unwrap();
             black_box(res.unwrap())
         })
     });
     g.bench_function("sticky_proxy_hit", |b| {
         b.iter(|| {
-            let res = sticky.clone().oneshot(request(&cookie)).now_or_never().unwrap();
+            let res = sticky
+                .clone()
+                .oneshot(request(&cookie))
+                .now_or_never()
+                .unwrap();
             black_box(res.unwrap())
         })
     });

@@ -193,16 +193,38 @@ impl Backends<HttpBackend> {
         Self::http_with(list, PoolSettings::default())
     }
 
-    /// [`Backends::http`] with these pool settings.
+    /// [`Backends::http`] with these pool settings. Host names (rather
+    /// than IP literals) are resolved at once and again every 5 s, on a task
+    /// (so inside a tokio runtime).
     pub fn http_with<N: Into<String>, A: AsRef<str>>(
         list: impl IntoIterator<Item = (N, A)>,
         settings: PoolSettings,
     ) -> Self {
-        Self::new(list.into_iter().map(|(n, a)| {
+        let this = Self::new(list.into_iter().map(|(n, a)| {
             let n: String = n.into();
             let pool = Pool::new(&n, a.as_ref(), settings);
             (n, HttpBackend::new(Arc::new(pool)))
-        }))
+        }));
+        let names = this
+            .load()
+            .iter()
+            .any(|b| b.value().service().pool().needs_resolving());
+        if names {
+            let weak = Arc::downgrade(&this.table);
+            spawn("dns", async move {
+                loop {
+                    let Some(table) = weak.upgrade().map(|t| t.load_full()) else {
+                        return;
+                    };
+                    for b in table.iter() {
+                        b.value().service().pool().resolve().await;
+                    }
+                    drop(table);
+                    tokio::time::sleep(DEFAULT_RESOLVE_EVERY).await;
+                }
+            });
+        }
+        this
     }
 }
 

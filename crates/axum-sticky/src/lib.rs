@@ -53,7 +53,7 @@
 //!         ServiceBuilder::new()
 //!             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 //!             .layer(TraceLayer::new_for_http())
-//!             .layer(TimeoutLayer::new(Duration::from_secs(30))),
+//!             .layer(TimeoutLayer::with_status_code(http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30))),
 //!     );
 //! # let _ = app; }
 //! ```

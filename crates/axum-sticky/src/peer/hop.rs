@@ -13,7 +13,7 @@
 //! - a random nonce: the receiving replica remembers the markers it took
 //!   while they live and refuses a second use (a captured marker replayed).
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::Mutex;
 
 use http::header::HeaderName;
@@ -33,8 +33,33 @@ const MARKER_NAME: &str = "sticky peer hop";
 /// the margin is for clocks a little apart.
 const TTL_S: u32 = 10;
 
-/// Markers remembered before the expired ones are swept.
-const SWEEP_AT: usize = 4096;
+/// How far ahead of this replica's clock a peer's may be, in seconds.
+const SKEW_S: u32 = 2;
+
+/// The markers taken while they live, in two generations of `TTL_S`
+/// seconds each: a marker is looked up in both and remembered in the
+/// current one; when the current one is `TTL_S` old it becomes the
+/// previous one and the previous one (all expired) is dropped. O(1) per
+/// marker, whatever the rate.
+#[derive(Debug, Default)]
+struct Seen {
+    since: u32,
+    current: HashSet<u64>,
+    previous: HashSet<u64>,
+}
+
+impl Seen {
+    /// Remembers `id` at `now`; false if it was already there.
+    fn first_use(&mut self, id: u64, now: u32) -> bool {
+        // A marker is good for TTL_S from its (up to SKEW_S ahead) issue
+        // time: each generation outlives that.
+        if now.saturating_sub(self.since) >= TTL_S + SKEW_S {
+            self.previous = std::mem::take(&mut self.current);
+            self.since = now;
+        }
+        !self.previous.contains(&id) && self.current.insert(id)
+    }
+}
 
 /// Why a marker was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,7 +81,7 @@ pub(crate) enum HopRefused {
 pub(crate) struct HopMarker {
     codec: TokenCodec,
     clock: Clock,
-    seen: Mutex<HashMap<u64, u32>>,
+    seen: Mutex<Seen>,
 }
 
 impl HopMarker {
@@ -64,7 +89,7 @@ impl HopMarker {
         Self {
             codec: TokenCodec::new(keys, MARKER_NAME),
             clock,
-            seen: Mutex::new(HashMap::new()),
+            seen: Mutex::new(Seen::default()),
         }
     }
 
@@ -94,16 +119,13 @@ impl HopMarker {
             return Err(HopRefused::OtherRequest);
         }
         let now = self.now_s();
-        if now.saturating_sub(t.issued) > TTL_S || t.issued > now + 2 {
+        if now.saturating_sub(t.issued) > TTL_S || t.issued > now + SKEW_S {
             return Err(HopRefused::Expired);
         }
         let id = t.session ^ (u64::from(t.refreshed) << 32 | u64::from(t.issued));
         // Held for a map lookup and insert, never across an await.
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        if seen.len() >= SWEEP_AT {
-            seen.retain(|_, issued| now.saturating_sub(*issued) <= TTL_S);
-        }
-        if seen.insert(id, t.issued).is_some() {
+        if !seen.first_use(id, now) {
             return Err(HopRefused::Replayed);
         }
         Ok(())

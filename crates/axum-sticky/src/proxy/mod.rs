@@ -23,6 +23,7 @@
 //! middleware sees it). A refused request is a `503`, an unreachable or
 //! failing backend a `502`, each with a one-line plain-text reason.
 
+mod reroute;
 mod service;
 
 pub use service::StickyProxy;

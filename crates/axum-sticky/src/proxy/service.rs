@@ -18,6 +18,8 @@ use crate::backends::Backends;
 use crate::error::{classify, Failure};
 use crate::{tunnel, Affinity, ResponseFuture};
 
+use super::reroute::{self, Sent};
+
 /// A reverse proxy with session affinity over a [`Backends`] set, shaped
 /// for axum: `Clone + Send + Sync`, always ready, `Infallible`. Mount it
 /// with `Router::fallback_service` (or `route_service`).
@@ -28,10 +30,12 @@ use crate::{tunnel, Affinity, ResponseFuture};
 /// and the response is tagged with `Set-Cookie` when the pin is new,
 /// changed or due a refresh. WebSocket upgrades are tunnelled.
 ///
-/// A backend that cannot be reached (nothing sent) is ejected at once, so
-/// the next requests of its sessions follow the failover policy; the
-/// request itself is answered `502`, since a generic client consumed its
-/// body.
+/// A backend that cannot be reached (nothing sent) is ejected at once.
+/// With sticky-proxy's client (the default, [`Backends::http`]) the request
+/// is then decided again from its kept token and sent where the failover
+/// policy says (`Strict`: 503); with another client, which consumed the
+/// request, it is answered `502` and the session's next requests fail
+/// over.
 pub struct StickyProxy<S> {
     engine: Engine,
     backends: Backends<S>,
@@ -129,6 +133,19 @@ where
         parts.extensions.insert(affinity.clone());
         let engine = engine.clone();
         let backends = self.backends.clone();
+        if let Some(client) = reroute::as_proxy_client(&service) {
+            let client = client.clone();
+            return ResponseFuture::exchange(send_rerouting(
+                engine,
+                backends,
+                routed,
+                client,
+                name,
+                parts,
+                body,
+                client_upgrade,
+            ));
+        }
         ResponseFuture::exchange(async move {
             let res = service.oneshot(Request::from_parts(parts, body)).await;
             let res = match res {
@@ -171,4 +188,64 @@ where
             Response::from_parts(head, body)
         })
     }
+}
+
+/// The exchange with sticky-proxy's client: an unreachable backend is
+/// ejected and the request decided again from its kept token.
+#[allow(clippy::too_many_arguments)]
+async fn send_rerouting<S: Clone + 'static>(
+    engine: Engine,
+    backends: Backends<S>,
+    mut routed: tower_sticky::Routed,
+    client: sticky_proxy::Backend,
+    mut name: std::sync::Arc<str>,
+    parts: http::request::Parts,
+    mut body: Body,
+    client_upgrade: Option<OnUpgrade>,
+) -> Response<Body> {
+    let sent = reroute::send(
+        &engine,
+        &backends,
+        &mut routed,
+        client,
+        &mut name,
+        &parts,
+        &mut body,
+    )
+    .await;
+    let affinity = Affinity::new(*routed.decision(), Some(name.clone()));
+    let res = match sent {
+        Sent::Answer(res) => res,
+        Sent::Rejected => return rejected(&routed),
+        Sent::Failed(e) => {
+            return match classify(&e) {
+                Failure::Unreachable => bad_gateway("no backend could be reached\n", affinity),
+                Failure::Refused(status) => {
+                    routed.finish(true);
+                    plain(status, "request not fit to forward\n")
+                }
+                Failure::MaybeSent => {
+                    routed.finish(false);
+                    tracing::warn!(backend = %name, error = %e, "backend request failed");
+                    bad_gateway("the backend failed to answer\n", affinity)
+                }
+            };
+        }
+    };
+    routed.finish(!res.status().is_server_error());
+    let (mut head, body) = res.into_parts();
+    let switching = head.status == StatusCode::SWITCHING_PROTOCOLS;
+    sticky_proxy::hop::strip_response(&mut head.headers, switching);
+    routed.tag_response(&engine, &mut head.headers);
+    head.extensions.insert(affinity);
+    let body = match (switching, client_upgrade) {
+        (true, Some(client)) => {
+            if let Some(backend) = body.into_upgraded() {
+                tunnel::spawn(client, tunnel::BackendSide::Proxy(backend), name);
+            }
+            Body::empty()
+        }
+        _ => Body::new(body),
+    };
+    Response::from_parts(head, body)
 }
