@@ -22,6 +22,9 @@ pub(super) fn as_proxy_client<S: 'static>(service: &S) -> Option<&Backend> {
 }
 
 /// How a rerouting exchange ended.
+// Made once per request and matched at once: boxing the answer would cost
+// an allocation for nothing.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Sent {
     /// The backend answered.
     Answer(Response<ResponseBody>),
