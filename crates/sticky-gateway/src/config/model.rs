@@ -36,11 +36,12 @@ pub struct GatewayConfig {
     pub access_log: bool,
     /// Re-resolution period of backend host names.
     pub resolve_interval: Duration,
-    /// Timeouts.
+    /// Client- and backend-side timeouts.
     pub timeouts: Timeouts,
-    /// Limits.
+    /// Request size limits and the idle connections kept per backend.
     pub limits: Limits,
-    /// Routes.
+    /// Routes, most specific first once built (host routes, then longer
+    /// prefixes).
     pub routes: Vec<RouteConfig>,
 }
 
@@ -119,19 +120,20 @@ pub enum Persistence {
 /// Cookie attributes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CookieSettings {
-    /// Name.
+    /// The cookie's name; tokens are sealed with it bound in, so a token
+    /// cannot be replayed under another route's cookie.
     pub name: String,
-    /// Path.
+    /// `Path`: where the browser sends the cookie back.
     pub path: String,
-    /// Domain.
+    /// `Domain`, to share the session across subdomains; host-only if unset.
     pub domain: Option<String>,
-    /// Secure.
+    /// `Secure`: HTTPS only (forced by `SameSite=None`).
     pub secure: bool,
-    /// HttpOnly.
+    /// `HttpOnly`: out of reach of page scripts.
     pub http_only: bool,
-    /// SameSite.
+    /// `SameSite`: which cross-site requests carry the cookie.
     pub same_site: SameSite,
-    /// Lifetime.
+    /// A browser-session cookie, or one kept for a `Max-Age`.
     pub lifetime: CookieLifetime,
 }
 
@@ -179,7 +181,8 @@ pub struct BackendConfig {
 /// One route.
 #[derive(Clone, Debug)]
 pub struct RouteConfig {
-    /// Name.
+    /// The route's name in logs, metrics and the admin API; a reload keeps
+    /// the state of backends of the route with the same name.
     pub name: String,
     /// Host to match, lower case, no port.
     pub host: Option<String>,
@@ -187,7 +190,7 @@ pub struct RouteConfig {
     pub prefix: String,
     /// Failover policy.
     pub failover: FailoverPolicy,
-    /// Placement.
+    /// How new sessions are placed.
     pub placement: PlacementKind,
     /// Bounded-load factor.
     pub hash_balance_factor: f64,
@@ -212,7 +215,8 @@ pub struct RouteConfig {
     pub health_check: Option<HealthCheck>,
     /// Passive ejection.
     pub ejection: Ejection,
-    /// Backends.
+    /// The backends the route balances over, named so that sessions
+    /// survive address changes.
     pub backends: Vec<BackendConfig>,
 }
 

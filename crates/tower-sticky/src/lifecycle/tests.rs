@@ -235,3 +235,14 @@ fn edits_as_values_do_what_the_header_map_helpers_do() {
     assert_eq!(res[CACHE_CONTROL], "private, max-age=60");
     let _ = BackendId::from_u64(0);
 }
+
+#[test]
+fn a_routed_request_crosses_await_points_and_threads() {
+    // Adapters keep it in their futures (axum, the gateway) or in a
+    // per-request context (pingora's CTX): it must be Send and Sync.
+    fn send_sync<T: Send + Sync + 'static>() {}
+    send_sync::<super::Routed>();
+    send_sync::<super::Decision>();
+    send_sync::<super::HeaderEdits>();
+    send_sync::<Engine>();
+}
