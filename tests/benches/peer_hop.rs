@@ -88,7 +88,11 @@ async fn setup() -> Paths {
     let direct = client(backend).await;
 
     // sticky-gateway in front of the backend.
-    let free = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let free = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let mut config = sticky_gateway::GatewayConfig::new(
         free,
         vec![sticky_gateway::config::RouteConfig::catch_all(vec![
@@ -116,7 +120,11 @@ async fn setup() -> Paths {
     let la = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let a_addr = la.local_addr().unwrap();
     let peer = |me: &str, other: &str, at: SocketAddr| {
-        app().layer(PeerLayer::new(StickyConfig::new(keys.clone()), me, [(other, at.to_string())]))
+        app().layer(PeerLayer::new(
+            StickyConfig::new(keys.clone()),
+            me,
+            [(other, at.to_string())],
+        ))
     };
     let (app_a, app_b) = (peer("a", "b", b_addr), peer("b", "a", a_addr));
     tokio::spawn(async move { axum::serve(la, app_a).await });
@@ -125,11 +133,18 @@ async fn setup() -> Paths {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as u32;
-    let token = TokenCodec::new(keys.clone(), "sticky").seal(&Token::new("b".to_string().stable_id(), 9, now));
+    let token = TokenCodec::new(keys.clone(), "sticky").seal(&Token::new(
+        "b".to_string().stable_id(),
+        9,
+        now,
+    ));
     let peer_cookie = format!("sticky={}", token.as_str());
     let mut peer_client = client(a_addr).await;
     let res = get(&mut peer_client, &peer_cookie).await;
-    assert!(res.headers().get("set-cookie").is_none(), "a pinned hit on B");
+    assert!(
+        res.headers().get("set-cookie").is_none(),
+        "a pinned hit on B"
+    );
     res.into_body().collect().await.unwrap();
 
     Paths {
