@@ -1,0 +1,302 @@
+//! Peer mode, driven with `oneshot`: the local app is a tower-test mock,
+//! peers are real servers (or raw sockets) on 127.0.0.1.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::Router;
+use axum_sticky::{Affinity, PeerLayer, HOP_HEADER};
+use http::{Request, Response, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tower::{Layer, ServiceExt};
+use tower_sticky::token::{KeyRing, Token, TokenCodec};
+use tower_sticky::{Outcome, StableId, StickyConfig};
+use tower_test::mock;
+
+type Handle = mock::Handle<Request<Body>, Response<Body>>;
+
+/// The local app: a mock behind an infallible adapter, as axum wants.
+fn local_app() -> (
+    impl tower::Service<
+            Request<Body>,
+            Response = Response<Body>,
+            Error = Infallible,
+            Future = impl Send,
+        > + Clone
+        + Send
+        + 'static,
+    Handle,
+) {
+    let (m, h) = mock::pair::<Request<Body>, Response<Body>>();
+    let svc = tower::service_fn(move |req: Request<Body>| {
+        let m = m.clone();
+        async move {
+            Ok::<_, Infallible>(m.oneshot(req).await.unwrap_or_else(|_| {
+                let mut r = Response::new(Body::empty());
+                *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                r
+            }))
+        }
+    });
+    (svc, h)
+}
+
+fn token_for(keys: &KeyRing, replica: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as u32;
+    let t = Token::new(replica.to_string().stable_id(), 42, now);
+    format!(
+        "sticky={}",
+        TokenCodec::new(keys.clone(), "sticky").seal(&t).as_str()
+    )
+}
+
+fn get(uri: &str, cookie: Option<&str>) -> Request<Body> {
+    let mut b = Request::get(uri).header("host", "app.test");
+    if let Some(c) = cookie {
+        b = b.header("cookie", c);
+    }
+    b.body(Body::empty()).unwrap()
+}
+
+async fn answer_local(h: &mut Handle) -> Request<Body> {
+    let (req, send) = tokio::time::timeout(Duration::from_secs(5), h.next_request())
+        .await
+        .expect("the local app was called")
+        .unwrap();
+    send.send_response(Response::new(Body::from("local")));
+    req
+}
+
+/// A peer replica "app-2" served on 127.0.0.1: answers with what it saw,
+/// and counts its requests.
+async fn spawn_app2(keys: &KeyRing) -> (String, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    let app = Router::new()
+        .fallback(move |req: Request<Body>| {
+            let h = h.clone();
+            async move {
+                h.fetch_add(1, Ordering::SeqCst);
+                let cookie = req.headers().get("cookie").is_some();
+                let hop = req.headers().contains_key(&HOP_HEADER);
+                format!("app-2 cookie={cookie} hop={hop}")
+            }
+        })
+        .layer(PeerLayer::new(
+            StickyConfig::new(keys.clone()),
+            "app-2",
+            [("app-1", "127.0.0.1:9")],
+        ));
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(l, app).await });
+    (addr, hits)
+}
+
+fn closed_port() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+async fn body_text(res: Response<Body>) -> String {
+    let b = axum::body::to_bytes(res.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    String::from_utf8(b.to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn no_token_is_served_here_and_pinned_here() {
+    let keys = KeyRing::generate();
+    let (app, mut h) = local_app();
+    let peer =
+        PeerLayer::new(StickyConfig::new(keys), "app-1", [("app-2", "127.0.0.1:9")]).layer(app);
+    let call = tokio::spawn(peer.oneshot(get("/cart", None)));
+    let req = answer_local(&mut h).await;
+    let a = req.extensions().get::<Affinity>().unwrap();
+    assert_eq!((a.outcome(), a.backend()), (Outcome::New, Some("app-1")));
+    let res = call.await.unwrap().unwrap();
+    assert!(
+        res.headers().get("set-cookie").is_some(),
+        "pinned to this replica"
+    );
+    assert_eq!(
+        res.extensions().get::<Affinity>().unwrap().backend(),
+        Some("app-1")
+    );
+}
+
+#[tokio::test]
+async fn a_token_naming_a_live_peer_is_forwarded_once_and_a_forged_one_is_not() {
+    let keys = KeyRing::generate();
+    let (addr2, hits2) = spawn_app2(&keys).await;
+    let (app, mut h) = local_app();
+    let peer = PeerLayer::new(
+        StickyConfig::new(keys.clone()),
+        "app-1",
+        [("app-2", addr2.as_str())],
+    )
+    .layer(app);
+
+    // A genuine token naming app-2: forwarded, answered by app-2's app,
+    // which sees neither our cookie nor the hop marker.
+    let cookie = token_for(&keys, "app-2");
+    let res = peer
+        .clone()
+        .oneshot(get("/cart", Some(&cookie)))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers().get("set-cookie").is_none(),
+        "a hit is not re-tagged"
+    );
+    let a = res.extensions().get::<Affinity>().unwrap().clone();
+    assert_eq!((a.outcome(), a.backend()), (Outcome::Pinned, Some("app-2")));
+    assert_eq!(body_text(res).await, "app-2 cookie=false hop=false");
+    assert_eq!(hits2.load(Ordering::SeqCst), 1);
+
+    // A token naming app-2 sealed with another key: no token, served here.
+    let forged = token_for(&KeyRing::generate(), "app-2");
+    let call = tokio::spawn(peer.clone().oneshot(get("/cart", Some(&forged))));
+    let req = answer_local(&mut h).await;
+    assert_eq!(
+        req.extensions().get::<Affinity>().unwrap().outcome(),
+        Outcome::New
+    );
+    let res = call.await.unwrap().unwrap();
+    assert!(res.headers().get("set-cookie").is_some());
+    assert_eq!(
+        hits2.load(Ordering::SeqCst),
+        1,
+        "the forged token was not forwarded"
+    );
+}
+
+#[tokio::test]
+async fn a_dead_owner_fails_over_and_the_session_is_repinned() {
+    let keys = KeyRing::generate();
+    let (app, mut h) = local_app();
+    let peer = PeerLayer::new(
+        StickyConfig::new(keys.clone()),
+        "app-1",
+        [("app-2", closed_port())],
+    )
+    .layer(app);
+    let cookie = token_for(&keys, "app-2");
+    let call = tokio::spawn(peer.clone().oneshot(get("/cart", Some(&cookie))));
+    answer_local(&mut h).await;
+    let res = call.await.unwrap().unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(matches!(
+        res.extensions().get::<Affinity>().unwrap().outcome(),
+        Outcome::Repinned(_)
+    ));
+    assert!(res.headers().get("set-cookie").is_some(), "re-pinned here");
+}
+
+#[tokio::test]
+async fn hop_markers_forged_or_replayed_by_a_client_are_refused() {
+    let keys = KeyRing::generate();
+    // "app-3" as app-1 sees it: a raw socket that captures the forwarded head.
+    let capture = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr3 = capture.local_addr().unwrap().to_string();
+    let captured = tokio::spawn(async move {
+        let (mut s, _) = capture.accept().await.unwrap();
+        let mut buf = vec![0u8; 8192];
+        let mut n = 0;
+        while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+            n += s.read(&mut buf[n..]).await.unwrap();
+        }
+        s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        let head = String::from_utf8_lossy(&buf[..n]).to_string();
+        head.lines()
+            .find_map(|l| l.strip_prefix("x-sticky-hop: ").map(str::to_string))
+            .expect("the forwarded request carries a marker")
+    });
+    let (app1, _h1) = local_app();
+    let app1 = PeerLayer::new(
+        StickyConfig::new(keys.clone()),
+        "app-1",
+        [("app-3", addr3.as_str())],
+    )
+    .layer(app1);
+    let res = app1
+        .oneshot(get("/cart", Some(&token_for(&keys, "app-3"))))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let marker = captured.await.unwrap();
+
+    // The real app-3, whose peer app-1 counts connections: a marked request
+    // is served here even when its token names another live replica.
+    let app1_socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app1_addr = app1_socket.local_addr().unwrap().to_string();
+    let dialled = Arc::new(AtomicUsize::new(0));
+    let d = dialled.clone();
+    tokio::spawn(async move {
+        while let Ok((_s, _)) = app1_socket.accept().await {
+            d.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let (app3, mut h3) = local_app();
+    let app3 = PeerLayer::new(
+        StickyConfig::new(keys.clone()),
+        "app-3",
+        [("app-1", app1_addr.as_str())],
+    )
+    .layer(app3);
+    let marked = |uri: &str, marker: &str| {
+        let mut r = get(uri, Some(&token_for(&keys, "app-1")));
+        r.headers_mut().insert(HOP_HEADER, marker.parse().unwrap());
+        r
+    };
+
+    // A marker a client made up: refused, the app not called.
+    let res = app3
+        .clone()
+        .oneshot(marked("/cart", "not-a-marker"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    // A genuine marker moved onto another request: refused.
+    let res = app3
+        .clone()
+        .oneshot(marked("/admin", &marker))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    // The genuine hop: served here, once, marker and cookie removed.
+    let call = tokio::spawn(app3.clone().oneshot(marked("/cart", &marker)));
+    let req = answer_local(&mut h3).await;
+    assert!(!req.headers().contains_key(&HOP_HEADER));
+    assert!(req.headers().get("cookie").is_none());
+    let res = call.await.unwrap().unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers().get("set-cookie").is_none(),
+        "the forwarding replica tags"
+    );
+    // The same marker again (a replay): refused.
+    let res = app3
+        .clone()
+        .oneshot(marked("/cart", &marker))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        dialled.load(Ordering::SeqCst),
+        0,
+        "never forwarded a second time"
+    );
+}
