@@ -90,6 +90,8 @@ pub struct RawTimeouts {
     pub idle: Option<String>,
     /// How long shutdown waits for in-flight requests and tunnels.
     pub shutdown_grace: Option<String>,
+    /// How long a backend connection may sit idle in the pool.
+    pub backend_idle: Option<String>,
 }
 
 /// `[limits]`.
@@ -270,6 +272,10 @@ pub struct Timeouts {
     pub idle: Duration,
     /// Graceful shutdown bound. Default 10 s.
     pub shutdown_grace: Duration,
+    /// A pooled backend connection idle longer is closed, not reused.
+    /// Default 4 s: below common backends' keep-alive timeouts (Node.js and
+    /// Apache 5 s), so the backend is not closing it as a request arrives.
+    pub backend_idle: Duration,
 }
 
 impl Default for Timeouts {
@@ -279,6 +285,7 @@ impl Default for Timeouts {
             header_read: Duration::from_secs(10),
             idle: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
+            backend_idle: Duration::from_secs(4),
         }
     }
 }
@@ -607,11 +614,13 @@ pub fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
         idle: dur("timeouts.idle", &t.idle)?.unwrap_or(d.idle),
         shutdown_grace: dur("timeouts.shutdown_grace", &t.shutdown_grace)?
             .unwrap_or(d.shutdown_grace),
+        backend_idle: dur("timeouts.backend_idle", &t.backend_idle)?.unwrap_or(d.backend_idle),
     };
     for (f, v) in [
         ("timeouts.connect", timeouts.connect),
         ("timeouts.header_read", timeouts.header_read),
         ("timeouts.idle", timeouts.idle),
+        ("timeouts.backend_idle", timeouts.backend_idle),
     ] {
         if v.is_zero() {
             return Err(ConfigError::new(f, "must be greater than zero"));

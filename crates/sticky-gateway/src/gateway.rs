@@ -45,6 +45,7 @@ impl Gateway {
         let pool = PoolSettings {
             connect_timeout: config.timeouts.connect,
             max_idle: config.limits.max_idle_per_backend,
+            idle_timeout: config.timeouts.backend_idle,
         };
         let clock = Clock::system();
         let routes = RouteSet::build(&config, keys, pool, None, clock.now_ms())?;

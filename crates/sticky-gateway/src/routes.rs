@@ -223,6 +223,7 @@ mod tests {
         PoolSettings {
             connect_timeout: Duration::from_secs(1),
             max_idle: 8,
+            idle_timeout: Duration::from_secs(4),
         }
     }
 

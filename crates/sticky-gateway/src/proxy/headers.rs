@@ -1,6 +1,8 @@
 //! Header rewriting on the way through: hop-by-hop headers removed (RFC 9110
-//! §7.6.1), forwarding headers set, and absolute-form (HTTP/2) targets turned
-//! into origin-form with a `Host` for the HTTP/1.1 backend.
+//! §7.6.1, the rules are `sticky-proxy`'s), forwarding headers set, and
+//! HTTP/2 requests made HTTP/1.1: absolute-form targets turned into
+//! origin-form with `:authority` as `Host` (RFC 9113 §8.3.1), cookie crumbs
+//! joined into one `Cookie` (RFC 9113 §8.2.3).
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
@@ -9,206 +11,8 @@ use http::{Uri, Version};
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-
-/// Whether the request asks to switch protocols (WebSocket and the like):
-/// HTTP/1.1, `Connection: upgrade` and an `Upgrade` header.
-pub fn is_upgrade(parts: &Parts) -> bool {
-    is_upgrade_head(parts.version, &parts.headers)
-}
-
-/// [`is_upgrade`] for a whole request.
-pub fn is_upgrade_request<B>(req: &http::Request<B>) -> bool {
-    is_upgrade_head(req.version(), req.headers())
-}
-
-fn is_upgrade_head(version: Version, headers: &HeaderMap) -> bool {
-    version == Version::HTTP_11
-        && headers.contains_key(header::UPGRADE)
-        && headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .any(|v| has_token(v, "upgrade"))
-}
-
-fn has_token(v: &HeaderValue, token: &str) -> bool {
-    v.to_str()
-        .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-        .unwrap_or(false)
-}
-
-/// The hop-by-hop headers removed whatever `Connection` names, one bit each
-/// in the mask [`hop_by_hop_present`] returns.
-const HOP_CONNECTION: u16 = 1 << 0;
-const HOP_KEEP_ALIVE: u16 = 1 << 1;
-const HOP_PROXY_CONNECTION: u16 = 1 << 2;
-const HOP_PROXY_AUTHENTICATE: u16 = 1 << 3;
-const HOP_PROXY_AUTHORIZATION: u16 = 1 << 4;
-const HOP_TE: u16 = 1 << 5;
-const HOP_TRAILER: u16 = 1 << 6;
-const HOP_TRANSFER_ENCODING: u16 = 1 << 7;
-const HOP_UPGRADE: u16 = 1 << 8;
-/// Not a header: `Connection` came more than once.
-const HOP_CONNECTION_REPEATED: u16 = 1 << 9;
-/// The headers removed by name whatever `Connection` says.
-const HOP_FIXED: u16 = HOP_KEEP_ALIVE
-    | HOP_PROXY_CONNECTION
-    | HOP_PROXY_AUTHENTICATE
-    | HOP_PROXY_AUTHORIZATION
-    | HOP_TE
-    | HOP_TRAILER
-    | HOP_TRANSFER_ENCODING;
-
-/// Which of the fixed hop-by-hop headers are present, as `HOP_*` bits.
-///
-/// One walk over the (few) headers: comparing a `HeaderName` with a
-/// standard constant is a tag comparison, while each `HeaderMap::remove`
-/// hashes the name and probes, about 115 instructions even when the header
-/// is absent. Removing only what is present took `strip_hop_by_hop` (request
-/// and response together) from ~2,800 to ~400 instructions per proxied
-/// request (callgrind).
-fn hop_by_hop_present(headers: &HeaderMap) -> u16 {
-    let mut mask = 0;
-    // Every value, not just every name: a second `Connection` value is
-    // noticed here, so a lone one is removed without looking it up first.
-    for name in headers.iter().map(|(n, _)| n) {
-        mask = with_hop_bit(mask, name);
-    }
-    mask
-}
-
-/// `mask` plus the bit of one more header (a name repeats once per value).
-#[inline(always)]
-fn with_hop_bit(mask: u16, name: &HeaderName) -> u16 {
-    let bit = hop_bit(name);
-    if bit & mask & HOP_CONNECTION != 0 {
-        mask | HOP_CONNECTION_REPEATED
-    } else {
-        mask | bit
-    }
-}
-
-/// The `HOP_*` bit of one header name, 0 for an end-to-end header.
-/// Inlined into each walk: called per header, the call cost more than the
-/// comparisons.
-#[inline(always)]
-fn hop_bit(name: &HeaderName) -> u16 {
-    if *name == header::CONNECTION {
-        HOP_CONNECTION
-    } else if *name == header::TE {
-        HOP_TE
-    } else if *name == header::TRAILER {
-        HOP_TRAILER
-    } else if *name == header::TRANSFER_ENCODING {
-        HOP_TRANSFER_ENCODING
-    } else if *name == header::UPGRADE {
-        HOP_UPGRADE
-    } else if *name == header::PROXY_AUTHENTICATE {
-        HOP_PROXY_AUTHENTICATE
-    } else if *name == header::PROXY_AUTHORIZATION {
-        HOP_PROXY_AUTHORIZATION
-    } else if *name == KEEP_ALIVE {
-        HOP_KEEP_ALIVE
-    } else if *name == PROXY_CONNECTION {
-        HOP_PROXY_CONNECTION
-    } else {
-        0
-    }
-}
-
-/// Removes the headers one `Connection` value names, except the `keep-alive`
-/// and `close` options (and `upgrade` when the upgrade is forwarded).
-fn remove_connection_named(headers: &mut HeaderMap, v: &HeaderValue, upgrade: bool) {
-    // A lone option, `Connection: keep-alive` from nginx and most backends,
-    // names nothing: settled without validating, splitting and trimming.
-    // The exact lowercase bytes first: a plain compare, where ignoring case
-    // folds every byte.
-    let b = v.as_bytes();
-    if b == b"keep-alive"
-        || b == b"close"
-        || b.eq_ignore_ascii_case(b"keep-alive")
-        || b.eq_ignore_ascii_case(b"close")
-    {
-        return;
-    }
-    let Ok(s) = v.to_str() else { return };
-    for t in s.split(',').map(str::trim) {
-        if t.eq_ignore_ascii_case("keep-alive") || t.eq_ignore_ascii_case("close") {
-            continue;
-        }
-        if upgrade && t.eq_ignore_ascii_case("upgrade") {
-            continue;
-        }
-        if let Ok(n) = HeaderName::from_bytes(t.as_bytes()) {
-            headers.remove(n);
-        }
-    }
-}
-
-/// Removes hop-by-hop headers: `Connection` and every header it names,
-/// `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`, `Transfer-Encoding` and
-/// `Upgrade`. With `upgrade`, `Upgrade` and `Connection: upgrade` stay, as
-/// the upgrade is forwarded.
-///
-/// Only the headers found present are removed (see `hop_by_hop_present`):
-/// a request with none, the usual case, costs one walk over its names.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    let present = hop_by_hop_present(headers);
-    strip_present(headers, present, upgrade);
-}
-
-/// [`strip_hop_by_hop`] once the walk has found the `present` headers.
-fn strip_present(headers: &mut HeaderMap, present: u16, upgrade: bool) {
-    if present & HOP_CONNECTION != 0 {
-        // A single value (the usual case) is taken out by `remove` itself and
-        // needs no list. Not `entry`: it reserves room for an insert, and
-        // would grow (reallocate) a map that hyper sized exactly.
-        if present & HOP_CONNECTION_REPEATED == 0 {
-            if let Some(first) = headers.remove(header::CONNECTION) {
-                remove_connection_named(headers, &first, upgrade);
-            }
-        } else {
-            let all: Vec<HeaderValue> = headers
-                .get_all(header::CONNECTION)
-                .iter()
-                .cloned()
-                .collect();
-            headers.remove(header::CONNECTION);
-            for v in &all {
-                remove_connection_named(headers, v, upgrade);
-            }
-        }
-    }
-    // A header the walk did not see cannot have appeared since: removing it
-    // again would only hash its name for nothing. Usually none was seen.
-    if present & HOP_FIXED != 0 {
-        remove_fixed(headers, present);
-    }
-    if upgrade {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else if present & HOP_UPGRADE != 0 {
-        headers.remove(header::UPGRADE);
-    }
-}
-
-/// Removes the fixed hop-by-hop headers whose bits are set in `present`.
-fn remove_fixed(headers: &mut HeaderMap, present: u16) {
-    let fixed: [(u16, &HeaderName); 7] = [
-        (HOP_KEEP_ALIVE, &KEEP_ALIVE),
-        (HOP_PROXY_CONNECTION, &PROXY_CONNECTION),
-        (HOP_PROXY_AUTHENTICATE, &header::PROXY_AUTHENTICATE),
-        (HOP_PROXY_AUTHORIZATION, &header::PROXY_AUTHORIZATION),
-        (HOP_TE, &header::TE),
-        (HOP_TRAILER, &header::TRAILER),
-        (HOP_TRANSFER_ENCODING, &header::TRANSFER_ENCODING),
-    ];
-    for (bit, name) in fixed {
-        if present & bit != 0 {
-            headers.remove(name);
-        }
-    }
-}
+pub use sticky_proxy::hop::{is_upgrade, is_upgrade_request, strip_hop_by_hop};
+use sticky_proxy::{HopByHop, RequestError};
 
 /// A client connection's `X-Forwarded-For` entry, made once per connection.
 pub fn forwarded_for_value(peer: std::net::SocketAddr) -> HeaderValue {
@@ -217,12 +21,18 @@ pub fn forwarded_for_value(peer: std::net::SocketAddr) -> HeaderValue {
 
 /// Prepares the request head for an HTTP/1.1 backend: hop-by-hop headers
 /// removed, `X-Forwarded-For` appended, `-Proto` and `-Host` set, and an
-/// HTTP/2 request's absolute-form target turned into origin-form + `Host`.
+/// HTTP/2 request's absolute-form target turned into origin-form + `Host`
+/// (the `:authority`, over any `host` field), its cookie crumbs joined.
+/// Refuses a transfer coding other than chunked (501).
 ///
 /// The walk that finds the hop-by-hop headers also picks up `Host`, which
 /// saves a second hash lookup of it for `X-Forwarded-Host`.
-pub fn prepare_request(parts: &mut Parts, forwarded_for: &HeaderValue, upgrade: bool) {
-    let mut present = 0;
+pub fn prepare_request(
+    parts: &mut Parts,
+    forwarded_for: &HeaderValue,
+    upgrade: bool,
+) -> Result<(), RequestError> {
+    let mut present = HopByHop::default();
     let mut host: Option<HeaderValue> = None;
     for (name, value) in parts.headers.iter() {
         if *name == header::HOST {
@@ -231,10 +41,10 @@ pub fn prepare_request(parts: &mut Parts, forwarded_for: &HeaderValue, upgrade: 
                 host = Some(value.clone());
             }
         } else {
-            present = with_hop_bit(present, name);
+            present.see(name);
         }
     }
-    strip_present(&mut parts.headers, present, upgrade);
+    present.strip_request(&mut parts.headers, upgrade)?;
     let h = &mut parts.headers;
     match h.entry(&X_FORWARDED_FOR) {
         header::Entry::Vacant(e) => {
@@ -259,12 +69,12 @@ pub fn prepare_request(parts: &mut Parts, forwarded_for: &HeaderValue, upgrade: 
     h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     if parts.version != Version::HTTP_11 && parts.version != Version::HTTP_10 {
         if let Some(auth) = parts.uri.authority() {
-            if !h.contains_key(header::HOST) {
-                if let Ok(v) = HeaderValue::from_str(auth.as_str()) {
-                    h.insert(header::HOST, v);
-                }
+            // `:authority` wins over a `host` field (RFC 9113 §8.3.1).
+            if let Ok(v) = HeaderValue::from_str(auth.as_str()) {
+                h.insert(header::HOST, v);
             }
         }
+        join_cookie_crumbs(h);
         if parts.uri.scheme().is_some() {
             let pq = parts
                 .uri
@@ -276,12 +86,30 @@ pub fn prepare_request(parts: &mut Parts, forwarded_for: &HeaderValue, upgrade: 
         parts.version = Version::HTTP_11;
         // `Host` may just have been added from the target.
         host = h.get(header::HOST).cloned();
-    } else if present & HOP_CONNECTION != 0 {
+    } else if present.has_connection() {
         // `Connection` may have named `Host` (and so removed it).
         host = h.get(header::HOST).cloned();
     }
     if let Some(host) = host {
         h.insert(&X_FORWARDED_HOST, host);
+    }
+    Ok(())
+}
+
+/// HTTP/2 may split `Cookie` into one field per pair; an HTTP/1.1 backend
+/// expects one line, joined with "; " (RFC 9113 §8.2.3).
+fn join_cookie_crumbs(h: &mut HeaderMap) {
+    let mut crumbs = h.get_all(header::COOKIE).iter();
+    let (Some(first), Some(_)) = (crumbs.next(), crumbs.next()) else {
+        return;
+    };
+    let mut joined = first.as_bytes().to_vec();
+    for v in h.get_all(header::COOKIE).iter().skip(1) {
+        joined.extend_from_slice(b"; ");
+        joined.extend_from_slice(v.as_bytes());
+    }
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        h.insert(header::COOKIE, v);
     }
 }
 
@@ -328,7 +156,7 @@ mod tests {
             ("x-app", "kept"),
             ("host", "example.com:8080"),
         ]);
-        prepare_request(&mut p, &HeaderValue::from_static("203.0.113.9"), false);
+        prepare_request(&mut p, &HeaderValue::from_static("203.0.113.9"), false).unwrap();
         for gone in [
             "connection",
             "x-secret",
@@ -431,16 +259,16 @@ mod tests {
     fn forwarded_host_follows_the_host_the_backend_gets() {
         // The first Host, as `get` would give.
         let mut p = parts(&[("host", "a.example"), ("host", "b.example")]);
-        prepare_request(&mut p, &HeaderValue::from_static("203.0.113.9"), false);
+        prepare_request(&mut p, &HeaderValue::from_static("203.0.113.9"), false).unwrap();
         assert_eq!(p.headers["x-forwarded-host"], "a.example");
         // A Host that `Connection` names is gone, and so is X-Forwarded-Host.
         let mut p = parts(&[("connection", "host"), ("host", "a.example")]);
-        prepare_request(&mut p, &HeaderValue::from_static("203.0.113.9"), false);
+        prepare_request(&mut p, &HeaderValue::from_static("203.0.113.9"), false).unwrap();
         assert!(!p.headers.contains_key("host"));
         assert!(!p.headers.contains_key("x-forwarded-host"));
         // No Host at all.
         let mut p = parts(&[]);
-        prepare_request(&mut p, &HeaderValue::from_static("203.0.113.9"), false);
+        prepare_request(&mut p, &HeaderValue::from_static("203.0.113.9"), false).unwrap();
         assert!(!p.headers.contains_key("x-forwarded-host"));
         // HTTP/2: the Host made from the absolute-form target.
         let mut p = http::Request::builder()
@@ -450,7 +278,7 @@ mod tests {
             .unwrap()
             .into_parts()
             .0;
-        prepare_request(&mut p, &HeaderValue::from_static("203.0.113.9"), false);
+        prepare_request(&mut p, &HeaderValue::from_static("203.0.113.9"), false).unwrap();
         assert_eq!(p.headers["host"], "h2.example:8443");
         assert_eq!(p.headers["x-forwarded-host"], "h2.example:8443");
         assert_eq!(p.uri, "/p?q");
@@ -495,7 +323,7 @@ mod tests {
             ("upgrade", "websocket"),
         ]);
         assert!(is_upgrade(&p));
-        prepare_request(&mut p, &HeaderValue::from_static("3.3.3.3"), true);
+        prepare_request(&mut p, &HeaderValue::from_static("3.3.3.3"), true).unwrap();
         assert_eq!(p.headers["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 3.3.3.3");
         assert_eq!(p.headers["upgrade"], "websocket");
         assert_eq!(p.headers["connection"], "upgrade");

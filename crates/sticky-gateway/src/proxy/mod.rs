@@ -1,12 +1,11 @@
-//! The reverse proxy: the request path ([`service`]), backend connection
-//! pools ([`pool`]) of lean HTTP/1.1 connections ([`conn`], [`codec`]),
-//! header rewriting ([`headers`]), response bodies ([`body`]) and upgraded
-//! tunnels ([`upgrade`]).
+//! The reverse proxy: the request path ([`service`]), header rewriting
+//! ([`headers`]), response bodies ([`body`]) and upgraded tunnels
+//! ([`upgrade`]). The backend HTTP/1.1 client itself (pool, framing,
+//! connections) is the `sticky-proxy` crate.
 
 pub mod body;
-pub mod codec;
-pub mod conn;
 pub mod headers;
-pub mod pool;
 pub mod service;
 pub mod upgrade;
+
+pub use sticky_proxy::pool;

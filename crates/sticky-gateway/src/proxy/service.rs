@@ -7,16 +7,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Request, Response, StatusCode};
-use http_body::Body as _;
 use hyper::body::Incoming;
 use tower_sticky::table::InFlight;
 use tower_sticky::{Decision, Outcome, PeerAddr, Reason};
 
+use std::pin::Pin;
+
+use sticky_proxy::{Backend, Error, Pool, RequestError, ResponseBody};
+
 use super::body::{BackendBody, GatewayBody};
-use super::codec::{RequestFraming, ResponseHead};
-use super::conn::BackendConn;
 use super::headers;
-use super::pool::{ConnectError, Pool};
 use crate::access_log;
 use crate::gateway::Gateway;
 use crate::routes::Route;
@@ -71,7 +71,11 @@ pub async fn handle(
     let log = gw
         .access_log
         .then(|| (parts.method.clone(), parts.uri.clone()));
-    let route = {
+    // CONNECT would make the backend connection a tunnel to wherever the
+    // client asks (RFC 9110 §9.3.6): a reverse proxy does not offer that.
+    let route = if parts.method == http::Method::CONNECT {
+        None
+    } else {
         let routes = gw.routes();
         routes
             .find(headers::request_host(&parts), parts.uri.path())
@@ -79,6 +83,11 @@ pub async fn handle(
     };
     let served = match route {
         Some(route) => forward(&gw, &route, &conn, parts, body, client_upgrade).await,
+        None if parts.method == http::Method::CONNECT => Served {
+            response: plain(StatusCode::NOT_IMPLEMENTED, "CONNECT is not supported\n"),
+            backend: None,
+            decision: None,
+        },
         None => Served {
             response: plain(StatusCode::NOT_FOUND, "no route for this request\n"),
             backend: None,
@@ -91,43 +100,6 @@ pub async fn handle(
         access_log::line(&conn.peer, &method, &uri, &served, elapsed);
     }
     Ok(served.response)
-}
-
-/// An idle pooled connection, or a new one.
-async fn acquire(pool: &Pool) -> Result<BackendConn, ConnectError> {
-    match pool.take() {
-        Some(c) => Ok(c),
-        None => pool.dial().await,
-    }
-}
-
-/// Why an exchange failed after a connection was had.
-enum ExchangeError {
-    /// Nothing was written: a fresh connection could not be opened.
-    Unsent(ConnectError),
-    /// The request may have reached the backend.
-    Io(std::io::Error),
-}
-
-/// Writes the request head. A reused connection that fails on it was closed
-/// by the backend while idle and took nothing: the head goes once more on a
-/// fresh connection.
-async fn send_head(
-    conn: &mut BackendConn,
-    pool: &Pool,
-    parts: &http::request::Parts,
-    framing: RequestFraming,
-) -> Result<(), ExchangeError> {
-    if let Err(e) = conn.write_head(parts, framing, pool.address()).await {
-        if !conn.is_reused() {
-            return Err(ExchangeError::Io(e));
-        }
-        *conn = pool.dial().await.map_err(ExchangeError::Unsent)?;
-        conn.write_head(parts, framing, pool.address())
-            .await
-            .map_err(ExchangeError::Io)?;
-    }
-    Ok(())
 }
 
 /// A backend that took nothing because it could not be reached: the request
@@ -162,7 +134,7 @@ async fn forward(
     route: &Route,
     conn: &ConnInfo,
     mut parts: http::request::Parts,
-    body: Incoming,
+    mut body: Incoming,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Served {
     let upgrade = client_upgrade.is_some();
@@ -192,7 +164,7 @@ async fn forward(
                 router.begin(&table, &decision),
             )
         };
-        let mut backend = match acquire(&pool).await {
+        let backend = match pool.acquire().await {
             Ok(c) => c,
             Err(e) => {
                 attempts += 1;
@@ -204,24 +176,26 @@ async fn forward(
             }
         };
         if !prepared {
-            // Once: a request sent elsewhere after a failed first write keeps
-            // the head as prepared (our token already removed, the client
-            // already appended to X-Forwarded-For).
+            // Once: a request sent elsewhere after a failed first write
+            // keeps the head as prepared (our token already removed, the
+            // client already appended to X-Forwarded-For).
             router.prepare_request(&decision, &mut parts.headers);
-            headers::prepare_request(&mut parts, &conn.forwarded_for, upgrade);
+            if let Err(e) = headers::prepare_request(&mut parts, &conn.forwarded_for, upgrade) {
+                return refused(e, guard, decision);
+            }
             prepared = true;
         }
-        let framing = RequestFraming::of(&parts.headers, body.is_end_stream());
-        let sent = send_head(&mut backend, &pool, &parts, framing).await;
-        let sent = match sent {
-            Ok(()) => match backend.write_body(body, framing).await {
-                Ok(()) => backend.read_head(&parts.method, upgrade).await,
-                Err(e) => Err(e),
-            },
-            Err(ExchangeError::Unsent(e)) => {
-                // The backend vanished under a pooled connection and takes no
-                // new one; nothing was sent, so the request goes elsewhere
-                // (as a new session when our token was removed already).
+        let sent = Backend::new(pool.clone())
+            .send_on(backend, &parts, Pin::new(&mut body))
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(Error::Request(e)) => return refused(e, guard, decision),
+            Err(Error::Connect(e)) => {
+                // Nothing was sent (no connection, or the backend vanished
+                // under a pooled one and takes no new one): the request
+                // goes elsewhere (as a new session when our token was
+                // removed already).
                 attempts += 1;
                 eject(route, &pool, guard, &e, attempts);
                 if attempts > route.config.retries {
@@ -229,10 +203,6 @@ async fn forward(
                 }
                 continue;
             }
-            Err(ExchangeError::Io(e)) => Err(e),
-        };
-        let head = match sent {
-            Ok(head) => head,
             Err(e) => {
                 if let Some(g) = guard {
                     g.finish(false);
@@ -249,51 +219,53 @@ async fn forward(
         if let Some(g) = guard.as_mut() {
             // The result counts now; the request stays in flight until its
             // response body has streamed to the client.
-            g.record(!head.parts.status.is_server_error());
+            g.record(!response.status().is_server_error());
         }
-        return respond(
-            gw,
-            route,
-            decision,
-            head,
-            backend,
-            pool,
-            client_upgrade,
-            guard,
-        );
+        return respond(gw, route, decision, response, &pool, client_upgrade, guard);
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A request the client refused to send (400, or 501 for an unknown
+/// transfer coding): nothing reached the backend.
+fn refused(e: RequestError, guard: Option<InFlight>, decision: Decision) -> Served {
+    if let Some(g) = guard {
+        g.finish(true);
+    }
+    let text = match e.status() {
+        StatusCode::NOT_IMPLEMENTED => "not implemented\n",
+        _ => "bad request\n",
+    };
+    Served {
+        response: plain(e.status(), text),
+        backend: None,
+        decision: Some(decision),
+    }
+}
+
 fn respond(
     gw: &Gateway,
     route: &Route,
     decision: Decision,
-    head: ResponseHead,
-    backend: BackendConn,
-    pool: Arc<Pool>,
+    response: Response<ResponseBody>,
+    pool: &Pool,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     in_flight: Option<InFlight>,
 ) -> Served {
-    let ResponseHead {
-        mut parts,
-        framing,
-        keep_alive,
-    } = head;
+    let (mut parts, body) = response.into_parts();
     let name = pool.name().clone();
-    // The codec accepts 101 only for a request that asked to upgrade.
+    // The client accepts 101 only for a request that asked to upgrade.
     let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
-    headers::strip_hop_by_hop(&mut parts.headers, switching);
+    sticky_proxy::hop::strip_response(&mut parts.headers, switching);
     route.router.tag_response(&decision, &mut parts.headers);
     let body = match client_upgrade {
         Some(client) if switching => {
             // The connection is the tunnel's now, never pooled.
-            super::upgrade::tunnel(&gw.shutdown, client, backend, name.clone());
+            if let Some(upgraded) = body.into_upgraded() {
+                super::upgrade::tunnel(&gw.shutdown, client, upgraded, name.clone());
+            }
             GatewayBody::empty()
         }
-        _ => GatewayBody::Backend(BackendBody::new(
-            backend, pool, framing, keep_alive, in_flight,
-        )),
+        _ => GatewayBody::Backend(BackendBody::new(body, in_flight)),
     };
     Served {
         response: Response::from_parts(parts, body),
@@ -314,80 +286,5 @@ fn rejected(decision: Decision) -> Served {
         response,
         backend: None,
         decision: Some(decision),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::proxy::pool::PoolSettings;
-    use tokio::io::AsyncReadExt;
-    use tokio::net::{TcpListener, TcpStream};
-
-    /// A connection whose backend end was reset (closed with unread state
-    /// discarded), marked as having carried an exchange before.
-    async fn reset_connection(reused: bool) -> BackendConn {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (c, s) = tokio::join!(TcpStream::connect(l.local_addr().unwrap()), l.accept());
-        let server = s.unwrap().0;
-        // A zero linger resets instead of closing (and never blocks, which
-        // is what the deprecation warns of).
-        #[allow(deprecated)]
-        server.set_linger(Some(Duration::ZERO)).unwrap();
-        drop(server);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let mut conn = BackendConn::new(c.unwrap());
-        if reused {
-            conn.finish_exchange();
-        }
-        conn
-    }
-
-    fn pool(address: std::net::SocketAddr) -> Pool {
-        let settings = PoolSettings {
-            connect_timeout: Duration::from_secs(2),
-            max_idle: 4,
-        };
-        Pool::new("b", &address.to_string(), settings)
-    }
-
-    fn head() -> http::request::Parts {
-        Request::get("/x")
-            .header("host", "app.test")
-            .body(())
-            .unwrap()
-            .into_parts()
-            .0
-    }
-
-    #[tokio::test]
-    async fn a_head_refused_by_a_reused_connection_goes_on_a_fresh_one_or_is_unsent() {
-        // The fresh connection is made and carries the head.
-        let live = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let p = pool(live.local_addr().unwrap());
-        let mut conn = reset_connection(true).await;
-        let sent = send_head(&mut conn, &p, &head(), RequestFraming::Empty).await;
-        assert!(sent.is_ok(), "sent on a fresh connection");
-        let (mut s, _) = live.accept().await.unwrap();
-        let mut buf = [0u8; 64];
-        let n = s.read(&mut buf).await.unwrap();
-        assert!(buf[..n].starts_with(b"GET /x HTTP/1.1\r\n"));
-
-        // No fresh connection to be had: nothing was sent, so the caller may
-        // send the request to another backend.
-        let gone = pool(closed_port());
-        let mut conn = reset_connection(true).await;
-        let sent = send_head(&mut conn, &gone, &head(), RequestFraming::Empty).await;
-        assert!(matches!(sent, Err(ExchangeError::Unsent(_))));
-
-        // A connection new for this request failing is an I/O error, not retried.
-        let mut conn = reset_connection(false).await;
-        let sent = send_head(&mut conn, &p, &head(), RequestFraming::Empty).await;
-        assert!(matches!(sent, Err(ExchangeError::Io(_))));
-    }
-
-    fn closed_port() -> std::net::SocketAddr {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
     }
 }

@@ -5,9 +5,8 @@
 
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use tokio::io::AsyncWriteExt;
+use sticky_proxy::Upgraded;
 
-use super::conn::BackendConn;
 use crate::shutdown::Shutdown;
 
 /// Spawns the tunnel between the client's and the backend's upgraded
@@ -15,7 +14,7 @@ use crate::shutdown::Shutdown;
 pub fn tunnel(
     shutdown: &Shutdown,
     client: OnUpgrade,
-    backend: BackendConn,
+    backend: Upgraded,
     backend_name: std::sync::Arc<str>,
 ) {
     let guard = shutdown.enter();
@@ -28,13 +27,9 @@ pub fn tunnel(
                 return;
             }
         };
-        let mut client = TokioIo::new(client);
-        // Bytes the backend sent right after its 101 go first.
-        let (mut backend, early) = backend.into_parts();
-        if !early.is_empty() && client.write_all(&early).await.is_err() {
-            return;
-        }
-        match tokio::io::copy_bidirectional(&mut client, &mut backend).await {
+        // Bytes the backend sent right after its 101 go first (`Upgraded`
+        // reads them before the stream).
+        match sticky_proxy::tunnel(TokioIo::new(client), backend).await {
             Ok((up, down)) => tracing::debug!(backend = %backend_name, up, down, "tunnel closed"),
             Err(e) => tracing::debug!(backend = %backend_name, error = %e, "tunnel ended"),
         }
