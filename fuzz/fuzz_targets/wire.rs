@@ -1,15 +1,16 @@
 //! The gateway's reading of one backend answer, over an in-memory byte
 //! stream cut into reads of given sizes: shared by the response targets.
 //!
-//! This drives the codec the way the gateway's body does (head, then the
-//! body in its framing) but without sockets, so every outcome is a plain
-//! value two readings can be compared by.
+//! This drives `sticky_proxy::codec` the way the client's response body
+//! does (interim heads, the final head, then the body in its framing) but
+//! without sockets, so every outcome is a plain value two readings can be
+//! compared by. (`sticky_proxy::fuzzing::parse_response` reads a whole
+//! buffer at once; the read-size invariance needs the reads.)
 
 use bytes::BytesMut;
 use http::{HeaderMap, Method};
-use sticky_gateway::proxy::codec::{
-    parse_response_head, Chunked, Decoded, ResponseFraming, ResponseHead,
-};
+use sticky_proxy::codec::chunked::{Chunked, Decoded};
+use sticky_proxy::codec::response::{parse_response_head, Parsed, ResponseFraming, ResponseHead};
 
 /// The request method (and whether it asked for an upgrade) for a selector byte.
 pub fn method_of(b: u8) -> (Method, bool) {
@@ -88,7 +89,8 @@ pub fn read_answer(stream: &[u8], method: &Method, upgrade: bool, cuts: &[usize]
     let mut body = Vec::new();
     let head: ResponseHead = loop {
         match parse_response_head(&mut buf, method, upgrade) {
-            Ok(Some(h)) => break h,
+            Ok(Some(Parsed::Final(h))) => break h,
+            Ok(Some(Parsed::Interim(_))) => {}
             Ok(None) => {
                 if !r.fill(&mut buf) {
                     return Answer::Failed { body };
@@ -99,6 +101,7 @@ pub fn read_answer(stream: &[u8], method: &Method, upgrade: bool, cuts: &[usize]
     };
     let mut trailers = None;
     match head.framing {
+        _ if head.tunnel => {}
         ResponseFraming::Empty => {}
         ResponseFraming::Length(n) => {
             let mut left = n;
@@ -112,7 +115,7 @@ pub fn read_answer(stream: &[u8], method: &Method, upgrade: bool, cuts: &[usize]
             }
         }
         ResponseFraming::Chunked => {
-            let mut c = Chunked::Size;
+            let mut c = Chunked::new();
             loop {
                 match c.decode(&mut buf) {
                     Ok(Decoded::Data(d)) => body.extend_from_slice(&d),
@@ -144,7 +147,7 @@ pub fn read_answer(stream: &[u8], method: &Method, upgrade: bool, cuts: &[usize]
         framing: head.framing,
         body,
         trailers,
-        keep_alive: head.keep_alive,
+        keep_alive: head.keep_alive && !head.tunnel,
         leftover,
     }
 }

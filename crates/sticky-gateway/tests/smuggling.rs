@@ -531,6 +531,12 @@ async fn run(case: Case) {
         other => problems.push(format!("user B got {other:?}, not its 200")),
     }
     for r in conns.iter().flat_map(|c| &c.requests) {
+        let origin_form = r.target.starts_with('/');
+        if !(origin_form || r.method == "CONNECT" || (r.method == "OPTIONS" && r.target == "*")) {
+            // RFC 9112 §3.2.1: to a server, origin-form (or the CONNECT and
+            // OPTIONS forms); anything else a backend may read its own way.
+            problems.push(format!("request target {:?} is not origin-form", r.target));
+        }
         let hosts = r.fields.iter().filter(|(n, _)| n == "host").count();
         if hosts > 1 {
             // RFC 9112 §3.2: a request with more than one Host is answered 400.
@@ -713,6 +719,10 @@ cases! {
     );
     absolute_uri_vs_host: 1, req(
         &["GET http://evil.test/abs HTTP/1.1", "Host: app.test"],
+        b"",
+    );
+    absolute_uri_query_no_path: 1, req(
+        &["GET http://app.test?x=1 HTTP/1.1", "Host: app.test"],
         b"",
     );
     oversized_request_line: 1, req(
