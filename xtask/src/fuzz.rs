@@ -281,20 +281,22 @@ fn outcome(target: String, ok: bool, seconds: f64, log: &Path) -> Outcome {
     let note = if ok {
         String::new()
     } else {
-        // The panic message and libFuzzer's verdict, not the whole log.
-        text.lines()
-            .filter(|l| {
-                l.contains("panicked")
-                    || l.contains("ERROR:")
-                    || l.contains("Test unit written")
-                    || l.starts_with("assertion")
-                    || l.starts_with("  left")
-                    || l.starts_with(" right")
-            })
-            .take(12)
-            .map(|l| format!("    {l}"))
-            .collect::<Vec<_>>()
-            .join("\n")
+        // The panic and its message (up to the backtrace), and libFuzzer's
+        // verdict: not the whole log.
+        let mut keep = Vec::new();
+        let mut in_panic = false;
+        for l in text.lines() {
+            if l.contains("panicked at") {
+                in_panic = true;
+            } else if l.starts_with("stack backtrace") || l.starts_with("note: ") {
+                in_panic = false;
+            }
+            if in_panic || l.contains("ERROR:") || l.contains("Test unit written") {
+                keep.push(format!("    {l}"));
+            }
+        }
+        keep.truncate(24);
+        keep.join("\n")
     };
     Outcome {
         target,

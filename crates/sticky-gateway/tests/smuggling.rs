@@ -571,8 +571,9 @@ async fn run(case: Case) {
     } else {
         format!("**FAIL**: {}", problems.join("; "))
     };
+    // On a line of its own even after libtest's "test name ... ".
     println!(
-        "| {} | {} | {} | {} | `cargo test -p sticky-gateway --test smuggling {} -- --exact` |",
+        "\n| {} | {} | {} | {} | `cargo test -p sticky-gateway --test smuggling {} -- --exact` |",
         case.name, client_got, received, verdict, case.name
     );
     gw.shutdown().await;
