@@ -122,3 +122,34 @@ pub fn encode_request(
     )?;
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_points_agree_with_the_client() {
+        let wire =
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nx-a: 1\r\n\r\n";
+        let r = parse_response(wire, &Method::GET, false).unwrap().unwrap();
+        assert_eq!(
+            (r.status.as_u16(), &r.body[..], r.reusable),
+            (200, &b"ok"[..], true)
+        );
+        assert_eq!(r.trailers.unwrap()["x-a"], "1");
+        let body = &wire[wire.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4..];
+        for step in 1..body.len() {
+            assert_eq!(decode_chunked(body, step).unwrap(), (b"ok".to_vec(), true));
+        }
+        let mut h = HeaderMap::new();
+        h.insert("content-length", "3".parse().unwrap());
+        h.insert("transfer-encoding", "chunked".parse().unwrap());
+        let uri = http::Uri::from_static("/");
+        let head = encode_request(&Method::POST, &uri, http::Version::HTTP_11, &h, false).unwrap();
+        let text = String::from_utf8(head).unwrap();
+        assert_eq!(
+            text,
+            "POST / HTTP/1.1\r\nhost: backend.test\r\ncontent-length: 3\r\n\r\n"
+        );
+    }
+}

@@ -49,6 +49,15 @@
 //!   hop-by-hop and the front would strip it); hyper leaves it in the map.
 //! - a `Content-Length` that is not a number on a HEAD, 204 or 304 answer
 //!   is dropped here (passed on, the client's side would refuse it).
+//! - when no final head can be read, one client may report the broken
+//!   head at once where the other waits for more bytes (that could not
+//!   mend it); neither delivers an answer.
+//! - `Content-Length` is compared through the body bytes, not as a field:
+//!   this client drops it when a transfer coding frames the body.
+//!
+//! The harness runs 2 × 2,048 generated cases plus every split point of
+//! two fixed answers, in about 12 s (`cargo test -p sticky-proxy --test
+//! differential`).
 //!
 //! # Example
 //! ```no_run
