@@ -22,6 +22,11 @@ pub(crate) const TARGETS: &[&str] = &[
     "request_framing",
 ];
 
+/// The cargo-fuzz installed when it is missing: pinned, so that a newer
+/// release needing a newer toolchain cannot break CI overnight (0.13.2
+/// builds with the stable 1.95 here).
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
+
 /// Options of one fuzz session.
 pub(crate) struct FuzzOpts {
     /// Seconds each target runs (libFuzzer's `-max_total_time`).
@@ -325,7 +330,8 @@ fn ensure_cxx(no_install: bool) -> Result<(), String> {
 }
 
 /// Makes `cargo fuzz` available: already installed, or `cargo install
-/// --locked cargo-fuzz` (about a minute of compiling).
+/// --locked cargo-fuzz` at [`CARGO_FUZZ_VERSION`] (about a minute of
+/// compiling).
 fn ensure_cargo_fuzz(cargo: &str, no_install: bool, deadline: Instant) -> Result<(), String> {
     let works = Command::new(cargo)
         .args(["fuzz", "--version"])
@@ -340,11 +346,14 @@ fn ensure_cargo_fuzz(cargo: &str, no_install: bool, deadline: Instant) -> Result
     if no_install {
         return Err("cargo-fuzz is not installed (and --no-install was given)".into());
     }
-    banner("fuzz: cargo install --locked cargo-fuzz");
+    banner(&format!(
+        "fuzz: cargo install --locked cargo-fuzz --version {CARGO_FUZZ_VERSION}"
+    ));
     let t = Instant::now();
     let st = wait_bounded(
         &mut Command::new(cargo)
-            .args(["install", "--locked", "cargo-fuzz"])
+            .args(["install", "--locked", "cargo-fuzz", "--version"])
+            .arg(CARGO_FUZZ_VERSION)
             .stdin(Stdio::null())
             .spawn()
             .map_err(|e| format!("cannot start cargo install: {e}"))?,
