@@ -109,7 +109,7 @@ impl<T> ResponseBody<T> {
     /// which ask whether the connection is fit to reuse.
     pub fn into_reusable(mut self) -> Option<Connection<T>> {
         if matches!(self.state, State::Done | State::Buffered(None)) && self.keep_alive {
-            self.conn.take().filter(|c| c.buf.is_empty())
+            self.conn.take().filter(|c| c.inner.buf.is_empty())
         } else {
             None
         }
@@ -118,7 +118,7 @@ impl<T> ResponseBody<T> {
     /// Gives the connection back if it can carry another exchange: the
     /// backend keeps it alive and sent nothing past this answer.
     fn release_conn(&mut self) {
-        if !self.keep_alive || self.conn.as_ref().is_some_and(|c| !c.buf.is_empty()) {
+        if !self.keep_alive || self.conn.as_ref().is_some_and(|c| !c.inner.buf.is_empty()) {
             self.conn = None;
             self.keep_alive = false;
             return;

@@ -42,7 +42,7 @@ pub(crate) struct Failed {
 
 /// Where the body writer stands.
 struct Writer {
-    /// Bytes of `conn.out` already written (the head, a size line, the
+    /// Bytes of `conn.inner.out` already written (the head, a size line, the
     /// last chunk).
     pos: usize,
     /// A data frame being written after `out`.
@@ -58,7 +58,7 @@ struct Writer {
     touched: bool,
 }
 
-/// Writes the head already encoded in `conn.out` and the body, reading the
+/// Writes the head already encoded in `conn.inner.out` and the body, reading the
 /// answer meanwhile. `upgrade`: the request asked to switch protocols.
 pub(crate) async fn exchange<T, B>(
     conn: &mut Connection<T>,
@@ -146,8 +146,8 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     loop {
-        while w.pos < conn.out.len() {
-            let n = ready!(Pin::new(&mut conn.io).poll_write(cx, &conn.out[w.pos..]))
+        while w.pos < conn.inner.out.len() {
+            let n = ready!(Pin::new(&mut conn.inner.io).poll_write(cx, &conn.inner.out[w.pos..]))
                 .map_err(Error::Io)?;
             if n == 0 {
                 return Poll::Ready(Err(Error::Io(std::io::ErrorKind::WriteZero.into())));
@@ -171,7 +171,7 @@ where
             }
             w.suffix = &w.suffix[n..];
         }
-        conn.out.clear();
+        conn.inner.out.clear();
         w.pos = 0;
         if w.finished {
             ready!(conn.poll_flush(cx)).map_err(Error::Io)?;
@@ -182,7 +182,9 @@ where
             Some(Err(e)) => return Poll::Ready(Err(Error::Body(e.into()))),
             None => {
                 match w.framing {
-                    RequestFraming::Chunked => request::encode_last_chunk(&mut conn.out, None),
+                    RequestFraming::Chunked => {
+                        request::encode_last_chunk(&mut conn.inner.out, None)
+                    }
                     // Fewer bytes than announced: the backend waits for the
                     // rest, and the connection can never be reused.
                     _ if w.remaining > 0 => {
@@ -200,7 +202,7 @@ where
         match frame.into_data() {
             Ok(d) if !d.has_remaining() => {}
             Ok(d) if w.framing == RequestFraming::Chunked => {
-                request::encode_chunk_size(&mut conn.out, d.remaining());
+                request::encode_chunk_size(&mut conn.inner.out, d.remaining());
                 *data = Some(d);
                 w.suffix = b"\r\n";
             }
@@ -219,7 +221,7 @@ where
             }
             Err(frame) => {
                 if let (Ok(t), RequestFraming::Chunked) = (frame.into_trailers(), w.framing) {
-                    request::encode_last_chunk(&mut conn.out, Some(&t));
+                    request::encode_last_chunk(&mut conn.inner.out, Some(&t));
                     w.finished = true;
                 }
             }
@@ -236,8 +238,8 @@ fn poll_read_head<T: AsyncRead + Unpin>(
     cx: &mut Context<'_>,
 ) -> Poll<Result<ResponseHead, Error>> {
     loop {
-        if !conn.buf.is_empty() {
-            match response::parse_response_head(&mut conn.buf, method, upgrade) {
+        if !conn.inner.buf.is_empty() {
+            match response::parse_response_head(&mut conn.inner.buf, method, upgrade) {
                 Ok(Some(Parsed::Final(head))) => return Poll::Ready(Ok(head)),
                 Ok(Some(Parsed::Interim(p))) => {
                     if p.status != http::StatusCode::CONTINUE && interim.len() < MAX_INTERIM {

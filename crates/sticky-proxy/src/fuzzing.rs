@@ -109,17 +109,19 @@ pub fn encode_request(
     headers: &HeaderMap,
     body_ended: bool,
 ) -> Result<Vec<u8>, crate::RequestError> {
+    // The two ways of choosing the framing must agree.
     let framing = RequestFraming::of(headers, body_ended)?;
     let mut out = Vec::new();
-    encode_request_head(
+    let encoded = encode_request_head(
         &mut out,
         method,
         uri,
         version,
         headers,
-        framing,
+        body_ended,
         "backend.test",
     )?;
+    assert_eq!(framing, encoded.framing, "framing chosen two ways");
     Ok(out)
 }
 

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::header::{self, HeaderMap};
+use http::header::HeaderMap;
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tower_service::Service;
 
 use crate::body::{Recycle, ResponseBody};
-use crate::codec::request::{encode_request_head, RequestFraming};
+use crate::codec::request::{encode_request_head, Encoded, RequestFraming};
 use crate::conn::Connection;
 use crate::error::{Error, RequestError};
 use crate::exchange::{exchange, Failed};
@@ -87,7 +87,8 @@ impl Backend {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         // Refused before a connection is even taken.
-        check(parts, body.is_end_stream(), self.allow_connect)?;
+        connect_allowed(parts, self.allow_connect)?;
+        RequestFraming::of(&parts.headers, body.is_end_stream()).map_err(Error::Request)?;
         let conn = self.pool.acquire().await.map_err(Error::Connect)?;
         self.send_on(conn, parts, body).await
     }
@@ -103,17 +104,17 @@ impl Backend {
         parts: &Parts,
         mut body: Pin<&mut impl Body<Error = impl Into<Box<dyn std::error::Error + Send + Sync>>>>,
     ) -> Result<Response<ResponseBody>, Error> {
-        let framing = check(parts, body.is_end_stream(), self.allow_connect)
-            .and_then(|f| encode(&mut conn, parts, f, self.pool.address()).map(|()| f));
-        let framing = match framing {
-            Ok(f) => f,
+        let encoded = match connect_allowed(parts, self.allow_connect)
+            .and_then(|()| encode(&mut conn, parts, body.is_end_stream(), self.pool.address()))
+        {
+            Ok(e) => e,
             Err(e) => {
                 // Nothing was written on it: still fit for another request.
                 self.pool.put(conn);
                 return Err(e);
             }
         };
-        let upgrade = wants_upgrade(parts);
+        let (framing, upgrade) = (encoded.framing, encoded.upgrade);
         let pool: Arc<dyn Recycle<_>> = self.pool.clone();
         match exchange(&mut conn, parts, framing, upgrade, body.as_mut()).await {
             Ok(x) => Ok(respond(conn, Some(pool), x)),
@@ -121,7 +122,7 @@ impl Backend {
                 retryable: true, ..
             }) => {
                 let mut conn = self.pool.dial().await.map_err(Error::Connect)?;
-                encode(&mut conn, parts, framing, self.pool.address())?;
+                encode(&mut conn, parts, body.is_end_stream(), self.pool.address())?;
                 match exchange(&mut conn, parts, framing, upgrade, body).await {
                     Ok(x) => Ok(respond(conn, Some(pool), x)),
                     Err(f) => Err(f.error),
@@ -148,39 +149,41 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let mut body = std::pin::pin!(body);
-    let framing = check(parts, body.is_end_stream(), true)?;
-    encode(&mut conn, parts, framing, host)?;
-    let upgrade = wants_upgrade(parts);
-    match exchange(&mut conn, parts, framing, upgrade, body.as_mut()).await {
+    let encoded = encode(&mut conn, parts, body.is_end_stream(), host)?;
+    match exchange(
+        &mut conn,
+        parts,
+        encoded.framing,
+        encoded.upgrade,
+        body.as_mut(),
+    )
+    .await
+    {
         Ok(x) => Ok(respond(conn, None, x)),
         Err(f) => Err(f.error),
     }
 }
 
-fn check(parts: &Parts, body_ended: bool, allow_connect: bool) -> Result<RequestFraming, Error> {
+fn connect_allowed(parts: &Parts, allow_connect: bool) -> Result<(), Error> {
     if parts.method == Method::CONNECT && !allow_connect {
         return Err(Error::Request(RequestError::Connect));
     }
-    RequestFraming::of(&parts.headers, body_ended).map_err(Error::Request)
-}
-
-fn wants_upgrade(parts: &Parts) -> bool {
-    parts.method == Method::CONNECT || parts.headers.contains_key(header::UPGRADE)
+    Ok(())
 }
 
 fn encode<T>(
     conn: &mut Connection<T>,
     parts: &Parts,
-    framing: RequestFraming,
+    body_ended: bool,
     host: &str,
-) -> Result<(), Error> {
+) -> Result<Encoded, Error> {
     encode_request_head(
-        &mut conn.out,
+        &mut conn.inner.out,
         &parts.method,
         &parts.uri,
         parts.version,
         &parts.headers,
-        framing,
+        body_ended,
         host,
     )
     .map_err(Error::Request)

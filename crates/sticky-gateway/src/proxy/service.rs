@@ -226,11 +226,10 @@ async fn forward(
 }
 
 /// A request the client refused to send (400, or 501 for an unknown
-/// transfer coding): nothing reached the backend.
+/// transfer coding): nothing reached the backend, so its guard is dropped
+/// without a result (the client's fault says nothing of the backend).
 fn refused(e: RequestError, guard: Option<InFlight>, decision: Decision) -> Served {
-    if let Some(g) = guard {
-        g.finish(true);
-    }
+    drop(guard);
     let text = match e.status() {
         StatusCode::NOT_IMPLEMENTED => "not implemented\n",
         _ => "bad request\n",

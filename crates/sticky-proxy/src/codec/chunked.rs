@@ -13,11 +13,11 @@ use crate::error::ProtocolError;
 use crate::trailers;
 
 /// Extension bytes allowed over a whole body (hyper's limit).
-pub const MAX_EXTENSION_BYTES: u64 = 16 * 1024;
+pub const MAX_EXTENSION_BYTES: u32 = 16 * 1024;
 /// Trailer section bytes allowed (hyper's limit).
 pub const MAX_TRAILER_BYTES: usize = 16 * 1024;
 /// Trailer fields allowed (hyper's default header count).
-pub const MAX_TRAILER_FIELDS: usize = 100;
+pub const MAX_TRAILER_FIELDS: u16 = 100;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -51,10 +51,13 @@ enum State {
 #[derive(Clone, Debug)]
 pub struct Chunked {
     state: State,
+    // Kept small: the decoder lives in every response body, which is moved
+    // a few times per request. The trailer buffer is boxed, allocated only
+    // for a body that has trailers.
+    trailer_fields: u16,
+    extension_bytes: u32,
     size: u64,
-    extension_bytes: u64,
-    trailer_fields: usize,
-    trailer_buf: Option<BytesMut>,
+    trailer_buf: Option<Box<BytesMut>>,
 }
 
 impl Default for Chunked {
@@ -213,7 +216,9 @@ impl Chunked {
     fn put_trailer(&mut self, b: u8, start: bool) -> Result<(), ProtocolError> {
         let buf = match &mut self.trailer_buf {
             Some(buf) => buf,
-            None if start => self.trailer_buf.insert(BytesMut::with_capacity(64)),
+            None if start => self
+                .trailer_buf
+                .insert(Box::new(BytesMut::with_capacity(64))),
             // The final CRLF of a body with no trailers.
             None => return Ok(()),
         };
@@ -230,7 +235,7 @@ impl Chunked {
         let Some(raw) = self.trailer_buf.take() else {
             return Ok(None);
         };
-        let mut slots = vec![httparse::EMPTY_HEADER; self.trailer_fields];
+        let mut slots = vec![httparse::EMPTY_HEADER; usize::from(self.trailer_fields)];
         let fields = match httparse::parse_headers(&raw, &mut slots) {
             Ok(httparse::Status::Complete((_, fields))) => fields,
             Ok(httparse::Status::Partial) => return Err(ProtocolError::ChunkEnd),

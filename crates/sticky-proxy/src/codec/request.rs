@@ -75,22 +75,35 @@ pub(crate) fn only_chunked(headers: &HeaderMap) -> bool {
     })
 }
 
+/// What [`encode_request_head`] found while writing a head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Encoded {
+    /// How the body follows the head.
+    pub framing: RequestFraming,
+    /// Whether the request asks to switch protocols (it carries `Upgrade`,
+    /// or is `CONNECT`): only then is a `101` (or a 2xx to `CONNECT`) a
+    /// tunnel.
+    pub upgrade: bool,
+}
+
 /// Writes a request head into `out` (cleared first): the origin-form target
 /// (authority-form for CONNECT), one `Host` (the URI's authority for an
 /// HTTP/2 request, RFC 9113 §8.3.1; else the request's own `Host`; else
 /// `host`), HTTP/2 cookie crumbs joined with "; " (RFC 9113 §8.2.3), the
-/// other fields except framing ones, and the framing header of `framing`.
+/// other fields except framing ones, and one framing header, chosen here
+/// (as [`RequestFraming::of`] would, in the same walk over the fields).
 ///
-/// Fails, writing nothing usable, on a second `Host`.
+/// Fails, with `out` unusable, on a second `Host` or a `Content-Length`
+/// that is not one number.
 pub fn encode_request_head(
     out: &mut Vec<u8>,
     method: &Method,
     uri: &http::Uri,
     version: Version,
     headers: &HeaderMap,
-    framing: RequestFraming,
+    body_ended: bool,
     host: &str,
-) -> Result<(), RequestError> {
+) -> Result<Encoded, RequestError> {
     out.clear();
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
@@ -120,6 +133,8 @@ pub fn encode_request_head(
     }
     let mut hosts = 0u32;
     let mut cookies = 0u32;
+    let mut length: Option<u64> = None;
+    let mut upgrade = *method == Method::CONNECT;
     for (name, value) in headers {
         if *name == header::HOST {
             hosts += 1;
@@ -129,8 +144,17 @@ pub fn encode_request_head(
             if authority.is_some() {
                 continue;
             }
-        } else if *name == header::CONTENT_LENGTH || *name == header::TRANSFER_ENCODING {
+        } else if *name == header::CONTENT_LENGTH {
+            let n = content_length(value.as_bytes()).ok_or(RequestError::ContentLength)?;
+            if length.is_some_and(|l| l != n) {
+                return Err(RequestError::ContentLength);
+            }
+            length = Some(n);
             continue;
+        } else if *name == header::TRANSFER_ENCODING {
+            continue;
+        } else if *name == header::UPGRADE {
+            upgrade = true;
         } else if h2 && *name == header::COOKIE {
             cookies += 1;
             continue;
@@ -147,6 +171,11 @@ pub fn encode_request_head(
         }
         out.extend_from_slice(b"\r\n");
     }
+    let framing = match length {
+        Some(n) => RequestFraming::Length(n),
+        None if body_ended => RequestFraming::Empty,
+        None => RequestFraming::Chunked,
+    };
     match framing {
         RequestFraming::Empty => {}
         RequestFraming::Length(n) => {
@@ -155,7 +184,7 @@ pub fn encode_request_head(
         RequestFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
     }
     out.extend_from_slice(b"\r\n");
-    Ok(())
+    Ok(Encoded { framing, upgrade })
 }
 
 fn put_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {

@@ -127,6 +127,7 @@ pub fn parse_response_head(
     build_head(&head, &indices[..count], status, version, method).map(|h| Some(Parsed::Final(h)))
 }
 
+#[inline(always)]
 fn field(head: &Bytes, ix: &Indices) -> Result<(HeaderName, HeaderValue), ProtocolError> {
     let name = &head[ix.name.0 as usize..ix.name.1 as usize];
     let name = HeaderName::from_bytes(name).map_err(|_| ProtocolError::Header)?;

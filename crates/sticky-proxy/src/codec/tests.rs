@@ -40,7 +40,7 @@ mod moved {
             req.uri(),
             req.version(),
             req.headers(),
-            RequestFraming::Chunked,
+            false,
             "10.0.0.1:80",
         )
         .unwrap();
