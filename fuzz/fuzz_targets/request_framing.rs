@@ -197,23 +197,28 @@ fuzz_target!(|data: &[u8]| {
         // Refused (501 or 400) before anything is sent: safe.
         return;
     }
-    let Ok(framing) = RequestFraming::of(&parts.headers, body_ended) else {
-        return;
-    };
     let mut wire = Vec::new();
-    if encode_request_head(
+    let encoded = encode_request_head(
         &mut wire,
         &parts.method,
         &parts.uri,
         parts.version,
         &parts.headers,
-        framing,
+        body_ended,
         "10.0.0.1:80",
-    )
-    .is_err()
-    {
+    );
+    let Ok(encoded) = encoded else {
+        // Refused before anything is sent: safe.
         return;
-    }
+    };
+    let framing = encoded.framing;
+    // The head writer picks the framing in its own walk over the fields;
+    // it must pick what `RequestFraming::of` says.
+    assert_eq!(
+        RequestFraming::of(&parts.headers, body_ended).ok(),
+        Some(framing),
+        "framing chosen while writing differs from RequestFraming::of"
+    );
     let mut sent = Vec::new();
     match framing {
         RequestFraming::Empty => {}
