@@ -15,11 +15,25 @@
 //!    `cargo fmt --all -- --check`,
 //!    `cargo clippy --workspace --all-targets -- -D warnings`,
 //!    `cargo test --workspace --all-targets`, `cargo test --workspace --doc`,
-//!    `RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps`.
+//!    `RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps`,
+//!    `cargo fmt --manifest-path fuzz/Cargo.toml -- --check` (the fuzz crate is not a
+//!    workspace member), then every fuzz target for 20 s, two at a time
+//!    (`cargo xtask fuzz --seconds 20 --jobs 2`; `--no-fuzz` skips it).
 //!
 //! `--release` is passed to the two `cargo test` steps (for integration tests that move
 //! a lot of data); CI runs the default. The whole command is bounded: it gives up after
 //! `XTASK_TIMEOUT_SECS` (default 1620 s = 27 min) and then stops the processes it started.
+//!
+//! # `cargo xtask fuzz [--seconds N] [--jobs J] [--targets a,b] [--sanitizer none|address] [--all-checks] [--no-install]`
+//! Builds the coverage-guided fuzz targets in `fuzz/` (cargo-fuzz and libFuzzer on the
+//! stable toolchain through `RUSTC_BOOTSTRAP=1`; `cargo install --locked cargo-fuzz`
+//! when it is missing, Debian's `g++` for libFuzzer when there is no `c++`) and runs
+//! each for N seconds (default 60), J at a time (default 1), from its checked-in seeds
+//! (`fuzz/seeds/<target>/`, which hold every input that once crashed) and local corpus
+//! (`fuzz/corpus/<target>/`). Fails if any target crashes; the input is left in
+//! `fuzz/artifacts/<target>/`. Logs and a markdown summary go to `target/fuzz-logs/`.
+//! `--all-checks` also checks the issue-8 defects `fuzz/fuzz_targets/known.rs` lists
+//! as open. `cargo xtask test` runs every target for 20 s, two at a time.
 //!
 //! # `cargo xtask bench-peers [--rounds N] [--pin 0|1] [--dur S] [--scenarios "a b"] [--gateway-bin PATH] [--no-install]`
 //! Throughput/CPU comparison of `sticky-gateway` and the pingora-sticky example
@@ -43,6 +57,7 @@
 //! several runs are pooled; ratios are always taken within one round of one run).
 
 mod bench;
+mod fuzz;
 mod proc;
 mod summary;
 mod test;
@@ -55,8 +70,9 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [options]
 
 commands:
-  test [--release] [--no-install]
-        fmt check, clippy -D warnings, tests (all targets + doc tests), rustdoc -D warnings;
+  test [--release] [--no-install] [--no-fuzz]
+        fmt check, clippy -D warnings, tests (all targets + doc tests), rustdoc -D warnings,
+        each fuzz target for 20 s;
         installs Debian chromium for the browser test when missing and root
   bench-peers [--rounds N] [--pin 0|1] [--dur SECS] [--scenarios \"a b ...\"]
               [--gateway-bin PATH] [--no-install]
@@ -64,6 +80,10 @@ commands:
         (env ROUNDS, PIN, DUR, SCENARIOS too)
   bench-summary <summary.tsv>...
         markdown summary of earlier bench-peers results
+  fuzz [--seconds N] [--jobs J] [--targets a,b] [--sanitizer none|address]
+       [--all-checks] [--no-install]
+        builds the fuzz targets in fuzz/ with cargo-fuzz (installed when missing) and
+        runs each for N seconds (default 60); crashes land in fuzz/artifacts/
   help  this text
 ";
 
@@ -80,6 +100,7 @@ fn main() -> ExitCode {
         "test" => test::run(rest),
         "bench-peers" => bench::run(rest),
         "bench-summary" => summary::run_cli(rest),
+        "fuzz" => fuzz::run(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())

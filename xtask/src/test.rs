@@ -21,21 +21,29 @@ struct Opts {
     release: bool,
     /// Never call apt-get.
     no_install: bool,
+    /// Skip the fuzz step.
+    no_fuzz: bool,
 }
+
+/// Seconds each fuzz target runs in the gate: five targets two at a time
+/// take about a minute, after a build of two to three minutes on two cores.
+const FUZZ_SECONDS: u64 = 20;
 
 /// Entry point of `cargo xtask test`.
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let mut opts = Opts {
         release: false,
         no_install: false,
+        no_fuzz: false,
     };
     for a in args {
         match a.as_str() {
             "--release" => opts.release = true,
             "--no-install" => opts.no_install = true,
+            "--no-fuzz" => opts.no_fuzz = true,
             other => {
                 return Err(format!(
-                    "unknown option `{other}` (test [--release] [--no-install])"
+                    "unknown option `{other}` (test [--release] [--no-install] [--no-fuzz])"
                 ))
             }
         }
@@ -113,6 +121,10 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             vec!["doc", "--workspace", "--no-deps"],
             vec![("RUSTDOCFLAGS", "-D warnings")],
         ),
+        (
+            vec!["fmt", "--manifest-path", "fuzz/Cargo.toml", "--", "--check"],
+            vec![],
+        ),
     ];
     let n = steps.len();
     for (i, (args, env)) in steps.iter().enumerate() {
@@ -138,8 +150,25 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             return Err(format!("step {}/{n} `{what}` failed ({status})", i + 1));
         }
     }
+    if opts.no_fuzz {
+        println!("(fuzz step skipped: --no-fuzz)");
+    } else {
+        banner(&format!(
+            "fuzz: every target for {FUZZ_SECONDS} s (cargo xtask fuzz --seconds {FUZZ_SECONDS} --jobs 2)"
+        ));
+        let t = Instant::now();
+        let fuzz = crate::fuzz::FuzzOpts {
+            seconds: FUZZ_SECONDS,
+            jobs: 2,
+            no_install: opts.no_install,
+            ..Default::default()
+        };
+        crate::fuzz::run_with(&fuzz, deadline).map_err(|e| format!("fuzz step: {e}"))?;
+        println!("    (fuzz step: {:.0} s)", t.elapsed().as_secs_f64());
+    }
     banner(&format!(
-        "all {n} steps passed in {:.0} s",
+        "all {} steps passed in {:.0} s",
+        n + usize::from(!opts.no_fuzz),
         started.elapsed().as_secs_f64()
     ));
     Ok(())

@@ -109,8 +109,14 @@ pub fn encode_request_head(
     out.push(b' ');
     match uri.path_and_query() {
         Some(pq) if method != Method::CONNECT => {
+            // An absolute-form target with no path (`http://a.test?x=1`)
+            // has a query but an empty path: origin-form needs the `/`
+            // (RFC 9112 §3.2.1). Found by the request_framing fuzz target.
             let pq = pq.as_str();
-            out.extend_from_slice(if pq.is_empty() { "/" } else { pq }.as_bytes())
+            if !pq.starts_with('/') && pq != "*" {
+                out.push(b'/');
+            }
+            out.extend_from_slice(pq.as_bytes())
         }
         _ => match uri.authority() {
             Some(a) if method == Method::CONNECT => out.extend_from_slice(a.as_str().as_bytes()),
