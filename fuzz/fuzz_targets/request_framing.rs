@@ -19,7 +19,7 @@ mod known;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Uri, Version};
 use libfuzzer_sys::fuzz_target;
-use sticky_gateway::proxy::headers::prepare_request;
+use sticky_gateway::fuzzing::prepare_request;
 use sticky_proxy::codec::request::{
     encode_chunk, encode_last_chunk, encode_request_head, RequestFraming,
 };

@@ -29,5 +29,12 @@ pub(crate) mod server;
 pub(crate) mod shutdown;
 pub mod tls;
 
+/// Entry points for the fuzz targets under `fuzz/`, not a stable API: the
+/// request head the gateway writes to a backend, from any header map.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::proxy::headers::prepare_request;
+}
+
 pub use config::GatewayConfig;
 pub use gateway::Gateway;
