@@ -45,6 +45,9 @@ impl FakeView {
             new_sessions: 0,
             pinned_hits: 0,
             failures: 0,
+            active_sessions: 0,
+            session_window_seconds: 1800,
+            drained: false,
         };
         Self {
             backends: Mutex::new(vec![

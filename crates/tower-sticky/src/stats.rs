@@ -25,6 +25,7 @@ pub struct BackendStats<K> {
     weight: u32,
     active_sessions: u64,
     draining: bool,
+    window_ms: u64,
 }
 
 impl<K: Clone> BackendStats<K> {
@@ -44,6 +45,7 @@ impl<K: Clone> BackendStats<K> {
             weight: s.weight(),
             active_sessions: s.sessions.estimate(now_ms, window_ms),
             draining: s.is_draining() || s.removed_ms().is_some(),
+            window_ms,
         }
     }
 }
@@ -102,6 +104,12 @@ impl<K> BackendStats<K> {
     /// safe to stop when this and [`in_flight`](Self::in_flight) are 0.
     pub fn active_sessions(&self) -> u64 {
         self.active_sessions
+    }
+    /// The window [`active_sessions`](Self::active_sessions) covers: the
+    /// engine's [session window](crate::Engine::session_window), so that a
+    /// "not yet drained" answer can say how long the wait may be.
+    pub fn session_window(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.window_ms)
     }
     /// Whether the backend takes no new sessions by intent: drained by an
     /// operator (whatever its health) or removed, within its grace.
