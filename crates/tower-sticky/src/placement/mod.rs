@@ -15,8 +15,9 @@
 //!
 //! Slow start applies to all of them: a backend inserted less than the
 //! configured window ago is admitted with a probability that ramps from 10 %
-//! to 100 % over the window, so a fresh replica is not flooded with every new
-//! session at once.
+//! to 100 % over the window (its square for least-loaded placement, where a
+//! newcomer holding no sessions would otherwise win every admitted draw), so
+//! a fresh replica is not flooded with every new session at once.
 
 mod p2c;
 mod rendezvous;
