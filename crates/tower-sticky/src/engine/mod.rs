@@ -62,6 +62,8 @@ struct Inner {
     refresh_s: u64,
     /// [`StickyConfig::session_window`], in ms.
     window_ms: u64,
+    /// The session sketches' epoch for that window, in ms.
+    epoch_ms: u64,
     counters: Counters,
 }
 
@@ -92,6 +94,7 @@ impl Engine {
                 codec,
                 refresh_s,
                 window_ms,
+                epoch_ms: crate::table::sessions::epoch_ms(window_ms),
                 counters: Counters::default(),
             }),
         }
@@ -176,7 +179,7 @@ impl Engine {
             let s = b.status();
             s.requests.fetch_add(1, Relaxed);
             if let Some(session) = session {
-                s.sessions.record(session, now_ms, self.inner.window_ms);
+                s.sessions.record_in(session, now_ms, self.inner.epoch_ms);
             }
             match d.outcome {
                 Outcome::Pinned => {

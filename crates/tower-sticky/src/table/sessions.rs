@@ -102,11 +102,20 @@ impl SessionSketch {
         }
     }
 
-    /// Records that `session` reached this backend at `now_ms`. The hit
-    /// path: no lock, no allocation.
-    #[inline]
+    /// Records that `session` reached this backend at `now_ms`, in a
+    /// window of `window_ms`. The hit path: no lock, no allocation.
+    #[cfg(test)]
     pub(crate) fn record(&self, session: u64, now_ms: u64, window_ms: u64) {
-        let epoch = now_ms / epoch_ms(window_ms) + 1;
+        self.record_in(session, now_ms, epoch_ms(window_ms));
+    }
+
+    /// [`record`](Self::record) with the epoch length already computed.
+    ///
+    /// `epoch_ms` is [`epoch_ms`]`(window)`, which the engine computes once:
+    /// one division fewer per request.
+    #[inline]
+    pub(crate) fn record_in(&self, session: u64, now_ms: u64, epoch_ms: u64) {
+        let epoch = now_ms / epoch_ms + 1;
         let slot = (epoch % SLOTS as u64) as usize;
         let held = self.epochs[slot].load(Relaxed);
         if held < epoch {
