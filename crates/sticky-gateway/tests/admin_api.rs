@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tower_sticky::token::InvalidToken;
 use tower_sticky::token::KeyRing;
 use tower_sticky::{
-    BackendState, BackendStats, BackendTable, Engine, Outcome, Reason, Stats, StickyConfig,
+    BackendState, BackendStats, BackendTable, Clock, Engine, Outcome, Reason, Stats, StickyConfig,
 };
 
 /// A gateway stand-in: two routes, three backends, drain/activate flip state.
@@ -35,6 +35,9 @@ fn backend(route: &str, id: &str, port: u16, requests: u64, pinned: u64) -> Back
         new_sessions: requests - pinned,
         pinned_hits: pinned,
         failures: 1,
+        active_sessions: 40,
+        session_window_seconds: 1800,
+        drained: false,
     }
 }
 
@@ -669,4 +672,155 @@ async fn unknown_paths_are_json_404() {
     assert!(head.contains("text/html"));
     assert!(body.contains("<html"));
     admin.shutdown().await;
+}
+
+/// The gateway's view over a real engine and table, on a manual clock: what
+/// `GET /backends/NAME/drained` answers as time passes, with no sleeping.
+struct EngineView {
+    engine: Engine,
+    table: BackendTable<&'static str>,
+}
+
+impl AdminView for EngineView {
+    fn backends(&self) -> Vec<BackendView> {
+        let stats = self.engine.stats(&self.table);
+        stats
+            .backends()
+            .iter()
+            .map(|b| BackendView::from_stats("app", *b.key(), "127.0.0.1:1", "unknown", b))
+            .collect()
+    }
+    fn routes(&self) -> Vec<RouteView> {
+        Vec::new()
+    }
+    fn drain(&self, id: &str) -> bool {
+        self.table
+            .iter()
+            .find(|b| *b.key() == id)
+            .map(|b| b.status().drain())
+            .is_some()
+    }
+    fn activate(&self, id: &str) -> bool {
+        self.table
+            .iter()
+            .find(|b| *b.key() == id)
+            .map(|b| b.status().activate())
+            .is_some()
+    }
+}
+
+#[tokio::test]
+async fn drained_answers_200_only_once_the_window_passes_with_no_session() {
+    const T0: u64 = 1_700_000_000_000;
+    let idle = Duration::from_secs(600);
+    let clock = Clock::manual(T0);
+    let engine = Engine::new(
+        StickyConfig::new(KeyRing::generate())
+            .idle_timeout(idle)
+            .clock(clock.clone()),
+    );
+    let mut table = BackendTable::new();
+    table.insert("a", (), T0).unwrap();
+    table.insert("b", (), T0).unwrap();
+    // Twenty sessions, placed evenly: ten on each backend; one request on
+    // `a` stays in flight.
+    let mut slow = None;
+    for _ in 0..20 {
+        let head = Request::new(()).into_parts().0;
+        let mut r = engine.decide(&table, &head, |_: usize| true);
+        if slow.is_none() && r.target() == Some(0) {
+            assert!(r.begin(&engine, &table));
+            slow = Some(r);
+        }
+    }
+    assert!(slow.is_some());
+    let view = Arc::new(EngineView { engine, table });
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(serve(
+        listener,
+        view.clone(),
+        Arc::new(LatencyHistogram::new()),
+        async {
+            let _ = rx.await;
+        },
+    ));
+    let drained = |path: &'static str| async move {
+        let (status, _, body) = request(addr, "GET", path, "").await;
+        (status, serde_json::from_str::<Value>(&body).unwrap())
+    };
+
+    // Active: never drained, whatever its sessions.
+    let (status, v) = drained("/backends/a/drained").await;
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["drained"], false);
+    let r = &v["routes"][0];
+    assert_eq!(r["state"], "active");
+    assert_eq!(r["active_sessions"], 10, "{v}");
+    assert_eq!(r["in_flight"], 1);
+    assert_eq!(r["session_window_seconds"], 600);
+    // The estimate is in /backends and /metrics too.
+    let all = get_json(addr, "/backends").await;
+    assert_eq!(all[0]["active_sessions"], 10, "{all}");
+    assert_eq!(all[0]["drained"], false);
+    let (_, _, metrics) = request(addr, "GET", "/metrics", "").await;
+    assert!(
+        metrics.contains("sticky_backend_active_sessions{route=\"app\",backend=\"a\"} 10"),
+        "{metrics}"
+    );
+
+    // Draining, its ten sessions seen just now: not yet.
+    let (status, _, _) = request(addr, "POST", "/backends/a/drain", "").await;
+    assert_eq!(status, 200);
+    let (status, v) = drained("/backends/a/drained").await;
+    assert_eq!(
+        (status, &v["routes"][0]["state"]),
+        (503, &Value::from("draining"))
+    );
+    // Almost a whole window later: still not (a session may come back).
+    clock.advance(idle - Duration::from_secs(1));
+    let (status, v) = drained("/backends/a/drained").await;
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["routes"][0]["active_sessions"], 10);
+    // Past the window: the sessions are gone, but a request that began
+    // at the start is still in flight (a slow download), which holds it.
+    clock.advance(idle / 3 + Duration::from_secs(1));
+    let (status, v) = drained("/backends/a/drained").await;
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["routes"][0]["active_sessions"], 0, "{v}");
+    assert_eq!(v["routes"][0]["in_flight"], 1, "{v}");
+    drop(slow);
+    let (status, v) = drained("/backends/a/drained").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["drained"], true);
+    assert_eq!(v["routes"][0]["active_sessions"], 0);
+    assert!(
+        metrics_has(
+            addr,
+            "sticky_backend_drained{route=\"app\",backend=\"a\"} 1"
+        )
+        .await
+    );
+    // `b` is active: 503. Unknown: 404.
+    assert_eq!(drained("/backends/b/drained").await.0, 503);
+    assert_eq!(
+        request(addr, "GET", "/backends/zz/drained", "").await.0,
+        404
+    );
+    // Back to active: 503 again.
+    let (status, _, _) = request(addr, "POST", "/backends/a/activate", "").await;
+    assert_eq!(status, 200);
+    assert_eq!(drained("/backends/a/drained").await.0, 503);
+
+    let _ = tx.send(());
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+async fn metrics_has(addr: std::net::SocketAddr, line: &str) -> bool {
+    request(addr, "GET", "/metrics", "").await.2.contains(line)
 }

@@ -45,12 +45,18 @@ impl FakeView {
             new_sessions: 0,
             pinned_hits: 0,
             failures: 0,
+            active_sessions: 0,
+            session_window_seconds: 1800,
+            drained: false,
         };
         Self {
             backends: Mutex::new(vec![
                 b("app", "app-1", 9101, "active", "healthy"),
                 b("app", "app-2", 9102, "active", "healthy"),
-                b("app", "app-3", 9103, "active", "healthy"),
+                BackendView {
+                    active_sessions: 37,
+                    ..b("app", "app-3", 9103, "active", "healthy")
+                },
                 b("api", "api-1", 9201, "active", "unknown"),
                 b("api", "api-2", 9202, "ejected", "unhealthy"),
             ]),
@@ -522,6 +528,18 @@ async fn dashboard_renders_backends_states_and_bars() {
         );
     }
     assert!(dom.contains("safe to stop") || dom.contains("Draining:"));
+    // The draining backend shows the sessions it still holds, in its
+    // "Sessions" figure and in its note.
+    let app3 = &dom[dom.find("data-backend=\"app-3\"").unwrap()..];
+    let app3 = &app3[..app3.find("</article>").unwrap()];
+    assert!(
+        app3.contains(">Sessions<") && app3.contains(">37<"),
+        "{app3}"
+    );
+    assert!(
+        app3.contains("Draining: 37 sessions in the last 30 min"),
+        "{app3}"
+    );
 
     let traffic = widths(&dom, "bar-fill traffic");
     let sessions = widths(&dom, "bar-fill sessions");

@@ -504,10 +504,13 @@ async fn a_backend_added_by_reload_starts_slowly() {
     // A fair share would be 100 of 300 (sd 8.2).
     assert!(b3 < 50, "a backend in slow start got {young:?}");
 
-    // Without slow start the same backend takes its full share at once.
+    // Without slow start the same backend takes at least its full share at
+    // once; holding by far the fewest sessions (placement balances sessions
+    // held), it takes most new ones until it has caught up: b1 and b2 hold
+    // about 250 each, b3 a few, so b3 gets about 250 of the next 300.
     write("", true);
     reload_and_wait(&gw, 2).await;
     let grown = place(&gw, 300).await;
     let b3 = grown.get("b3").copied().unwrap_or(0);
-    assert!((50..=150).contains(&b3), "{grown:?}");
+    assert!(b3 >= 200, "{grown:?}");
 }

@@ -96,3 +96,78 @@ fn settings_that_would_break_stickiness_exit_2_naming_the_field() {
         assert!(err.contains(field), "{field}: {err}");
     }
 }
+
+/// "Safe to stop" through the binary, on a 2 s idle timeout: a drained
+/// backend's `GET /backends/NAME/drained` is 503 while its sessions may
+/// come back and 200 only once the idle timeout has passed with no request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drained_flips_to_200_only_after_the_idle_timeout_passes_with_no_traffic() {
+    let bs = [Backend::start("b1").await, Backend::start("b2").await];
+    let dir = scratch("drained");
+    let cfg = dir.join("gw.toml");
+    let mut t = String::from(
+        "[[routes]]\nname = \"app\"\n[routes.session_persistence]\nidle_timeout = \"2s\"\n",
+    );
+    t.push_str(&backends_toml(&bs));
+    std::fs::write(&cfg, t).unwrap();
+    let admin_addr = free_addr();
+    let gw = GatewayProcess::start(
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--admin",
+            &admin_addr.to_string(),
+        ],
+        dir.join("gw.log"),
+    )
+    .await;
+    eventually(10, "the admin listener accepts", || async {
+        tokio::net::TcpStream::connect(admin_addr).await.is_ok()
+    })
+    .await;
+
+    // Four sessions, two on each backend; then b1 drains.
+    for _ in 0..4 {
+        assert_eq!(get(gw.addr, "/", None).await.status, StatusCode::OK);
+    }
+    let last = tokio::time::Instant::now();
+    assert_eq!(
+        admin_field(admin_addr, "b1", "active_sessions")
+            .await
+            .as_deref(),
+        Some("2")
+    );
+    let (s, body) = admin(admin_addr, "POST", "/backends/b1/drain").await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (s, body) = admin(admin_addr, "GET", "/backends/b1/drained").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["routes"][0]["active_sessions"], 2, "{v}");
+    assert_eq!(v["routes"][0]["session_window_seconds"], 2, "{v}");
+    // b2 is active: never drained.
+    assert_eq!(
+        admin(admin_addr, "GET", "/backends/b2/drained").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    // Poll as a preStop hook would; bounded at 6 s (the window is at most
+    // 2 s x 4/3 after the last session).
+    let deadline = last + Duration::from_secs(6);
+    loop {
+        let (s, body) = admin(admin_addr, "GET", "/backends/b1/drained").await;
+        if s == StatusCode::OK {
+            assert!(
+                last.elapsed() >= Duration::from_millis(1_900),
+                "drained {:?} after the last session, within the 2 s idle timeout: {body}",
+                last.elapsed()
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never drained: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(gw);
+}

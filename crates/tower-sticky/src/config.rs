@@ -216,6 +216,23 @@ impl StickyConfig {
         }
     }
 
+    /// How long a session counts as active after its last request, for the
+    /// per-backend session estimate (placement, "safe to stop"): the idle
+    /// timeout, since a session idle for longer cannot come back with its
+    /// token; else the absolute timeout; else
+    /// [`DEFAULT_SESSION_WINDOW`](Self::DEFAULT_SESSION_WINDOW).
+    pub fn session_window(&self) -> Duration {
+        self.idle_timeout
+            .or(self.absolute_timeout)
+            .unwrap_or(Self::DEFAULT_SESSION_WINDOW)
+    }
+
+    /// The session window when tokens never expire: 30 minutes, a common
+    /// idle timeout for web sessions. A token without expiry may come back
+    /// later than that, so a route that drains backends should set an idle
+    /// timeout, which makes "no session within the window" exact.
+    pub const DEFAULT_SESSION_WINDOW: Duration = Duration::from_secs(30 * 60);
+
     /// The idle timeout, if any.
     pub fn idle_timeout_period(&self) -> Option<Duration> {
         self.idle_timeout

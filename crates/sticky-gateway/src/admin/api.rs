@@ -68,9 +68,9 @@ impl From<&HistogramSnapshot> for LatencyJson {
     }
 }
 
-/// The admin router: `GET /`, `GET /backends`, `POST /backends/{id}/drain`,
-/// `POST /backends/{id}/activate`, `GET /stats` and `GET /metrics`, open to
-/// every caller.
+/// The admin router: `GET /`, `GET /backends`, `GET /backends/{id}/drained`,
+/// `POST /backends/{id}/drain`, `POST /backends/{id}/activate`, `GET /stats`
+/// and `GET /metrics`, open to every caller.
 pub fn router(view: Arc<dyn AdminView>, latency: Arc<LatencyHistogram>) -> Router {
     router_with_auth(view, latency, Arc::new(AdminAuth::open()))
 }
@@ -84,6 +84,7 @@ pub fn router_with_auth(
     Router::new()
         .route("/", get(super::dashboard::page))
         .route("/backends", get(backends))
+        .route("/backends/{id}/drained", get(drained))
         .route("/backends/{id}/drain", post(drain))
         .route("/backends/{id}/activate", post(activate))
         .route("/stats", get(stats))
@@ -116,6 +117,70 @@ async fn backends(State(s): State<AppState>) -> Response {
     let all = s.view.backends();
     let body: Vec<BackendJson<'_>> = all.iter().map(BackendJson::from).collect();
     no_store(Json(body).into_response())
+}
+
+/// `GET /backends/{id}/drained`: whether the backend is safe to stop.
+#[derive(Serialize)]
+struct DrainedJson {
+    id: String,
+    /// 200 exactly when true.
+    drained: bool,
+    /// Every route the backend serves, with its figures: drained only when
+    /// drained in each.
+    routes: Vec<DrainedRoute>,
+}
+
+/// One route's figures in [`DrainedJson`].
+#[derive(Serialize)]
+struct DrainedRoute {
+    route: String,
+    state: String,
+    in_flight: usize,
+    active_sessions: u64,
+    session_window_seconds: u64,
+    drained: bool,
+}
+
+/// A read, for a deploy script or a preStop hook to poll: 200 when the
+/// backend is draining, has nothing in flight and saw no session within the
+/// session window (the idle timeout) on every route it serves; 503 (with
+/// the same figures) while it is not, so that `curl --fail` loops until
+/// stopping it loses no user; 404 for an unknown name.
+async fn drained(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    let routes: Vec<DrainedRoute> = s
+        .view
+        .backends()
+        .into_iter()
+        .filter(|b| b.id == id)
+        .map(|b| DrainedRoute {
+            route: b.route,
+            state: b.state,
+            in_flight: b.in_flight,
+            active_sessions: b.active_sessions,
+            session_window_seconds: b.session_window_seconds,
+            drained: b.drained,
+        })
+        .collect();
+    if routes.is_empty() {
+        return error(StatusCode::NOT_FOUND, format!("unknown backend id: {id}"));
+    }
+    let drained = routes.iter().all(|r| r.drained);
+    let status = if drained {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    no_store(
+        (
+            status,
+            Json(DrainedJson {
+                id,
+                drained,
+                routes,
+            }),
+        )
+            .into_response(),
+    )
 }
 
 async fn stats(State(s): State<AppState>) -> Response {

@@ -308,6 +308,10 @@ mod tests {
         assert!(metrics.required(&Method::GET, "/stats"));
         let reads = auth(true, false);
         assert!(!reads.required(&Method::GET, "/stats"));
+        // "Safe to stop?" is a read: a preStop hook with only read access
+        // may poll it; closed reads need the token.
+        assert!(!reads.required(&Method::GET, "/backends/a/drained"));
+        assert!(closed.required(&Method::GET, "/backends/a/drained"));
         assert!(reads.required(&Method::POST, "/backends/a/drain"));
         assert!(!AdminAuth::open().required(&Method::POST, "/backends/a/drain"));
     }

@@ -137,7 +137,8 @@
     const health = h("span", { class: "badge health" });
     const traffic = meter("Traffic share", "traffic");
     const sessions = meter("New sessions share", "sessions");
-    const inflight = num("In flight"), hit = num("Pinned hits"), reqs = num("Requests"), fails = num("Failures");
+    const inflight = num("In flight"), active = num("Sessions"), hit = num("Pinned hits"), reqs = num("Requests"), fails = num("Failures");
+    active.el.title = "Distinct sessions seen within the idle timeout (estimate)";
     const note = h("div", { class: "note", hidden: "" });
     const drain = h("button", { class: "drain", "data-action": "drain", "data-id": b.id, type: "button", text: "Drain", "aria-label": "Drain " + b.id, title: "Keep its sessions, send it no new ones" });
     const activate = h("button", { class: "activate", "data-action": "activate", "data-id": b.id, type: "button", text: "Activate", "aria-label": "Activate " + b.id, title: "Take new sessions again" });
@@ -146,10 +147,10 @@
     const el = h("article", { class: "card", "data-backend": b.id, "data-route": b.route },
       h("div", { class: "card-head" }, h("div", {}, name, addr), h("div", { class: "badges" }, state, health)),
       traffic.el, sessions.el,
-      h("div", { class: "nums" }, inflight.el, hit.el, reqs.el, fails.el),
+      h("div", { class: "nums" }, inflight.el, active.el, hit.el, reqs.el, fails.el),
       note,
       h("div", { class: "actions" }, drain, activate));
-    return { el, addr, state, health, traffic, sessions, inflight, hit, reqs, fails, note, drain, activate };
+    return { el, addr, state, health, traffic, sessions, inflight, active, hit, reqs, fails, note, drain, activate };
   }
 
   function makeSection(r) {
@@ -197,6 +198,7 @@
       m.bar.setAttribute("aria-label", pct(s.live ? s.now : s.all));
     }
     setText(c.inflight.v, compact(b.in_flight));
+    setText(c.active.v, compact(b.active_sessions || 0));
     setText(c.hit.v, b.requests ? pct(b.pinned_hit_rate) : "–");
     setText(c.reqs.v, compact(b.requests));
     setText(c.fails.v, compact(b.failures));
@@ -205,10 +207,13 @@
     let note = "", cls = "";
     if (b.state === "draining" || b.state === "removed") {
       const live = share.traffic.rate;
-      if (b.in_flight === 0 && share.traffic.live !== null && live === 0) {
-        note = "No traffic and nothing in flight: safe to stop."; cls = "safe";
+      // The server's verdict (GET /backends/NAME/drained): no session
+      // within the idle timeout and nothing in flight.
+      const minutes = Math.round((b.session_window_seconds || 0) / 60);
+      if (b.drained) {
+        note = "No session in the last " + minutes + " min and nothing in flight: safe to stop."; cls = "safe";
       } else {
-        note = "Draining: " + rate(live) + " req/s from existing sessions, " + b.in_flight + " in flight."; cls = "drain";
+        note = "Draining: " + compact(b.active_sessions || 0) + " sessions in the last " + minutes + " min, " + rate(live) + " req/s, " + b.in_flight + " in flight."; cls = "drain";
       }
     } else if (b.state === "ejected" || b.health === "unhealthy") {
       note = "Failing: its sessions are served by other backends."; cls = "down";

@@ -246,6 +246,36 @@ pub fn render_parts(
 
     header(
         &mut out,
+        "sticky_backend_active_sessions",
+        "gauge",
+        "Estimated distinct sessions that reached a backend within the route's idle timeout (HyperLogLog).",
+    );
+    for b in backends {
+        sample(
+            &mut out,
+            "sticky_backend_active_sessions",
+            &[("route", &b.route), ("backend", &b.id)],
+            b.active_sessions,
+        );
+    }
+
+    header(
+        &mut out,
+        "sticky_backend_drained",
+        "gauge",
+        "1 when a backend is safe to stop: draining, nothing in flight, no session within the idle timeout.",
+    );
+    for b in backends {
+        sample(
+            &mut out,
+            "sticky_backend_drained",
+            &[("route", &b.route), ("backend", &b.id)],
+            u8::from(b.drained),
+        );
+    }
+
+    header(
+        &mut out,
         "sticky_backend_state",
         "gauge",
         "A backend's state: 1 for the current state, 0 for the others.",

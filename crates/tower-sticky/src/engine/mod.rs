@@ -60,6 +60,10 @@ struct Inner {
     /// interval, but never more than half the idle timeout, so that a
     /// session in use is refreshed before it can idle-expire.
     refresh_s: u64,
+    /// [`StickyConfig::session_window`], in ms.
+    window_ms: u64,
+    /// The session sketches' epoch for that window, in ms.
+    epoch_ms: u64,
     counters: Counters,
 }
 
@@ -83,11 +87,14 @@ impl Engine {
             .token_name()
             .map(|name| TokenCodec::new(config.keys.clone(), name));
         let refresh_s = config.effective_refresh_interval().as_secs();
+        let window_ms = config.session_window().as_millis() as u64;
         Self {
             inner: Arc::new(Inner {
                 config,
                 codec,
                 refresh_s,
+                window_ms,
+                epoch_ms: crate::table::sessions::epoch_ms(window_ms),
                 counters: Counters::default(),
             }),
         }
@@ -126,7 +133,7 @@ impl Engine {
     ) -> Routed {
         let view = self.view(table, ready);
         let (d, basis) = self.decide_parts(&view, parts);
-        self.count(table, &d);
+        self.count(table, &d, basis.session(), view.now_ms);
         Routed::new(
             Decision {
                 reject_error: self.inner.config.reject_with_error,
@@ -148,12 +155,21 @@ impl Engine {
             ready,
             slow_start_ms: cfg.slow_start.map_or(0, |d| d.as_millis() as u64),
             grace_ms: cfg.removal_grace.map_or(0, |d| d.as_millis() as u64),
+            window_ms: self.inner.window_ms,
         }
     }
 
-    /// Counts a decision: its outcome, why a token was not trusted, and the
-    /// chosen backend's request counters.
-    fn count<K, T>(&self, table: &BackendTable<K, T>, d: &Decision) {
+    /// Counts a decision: its outcome, why a token was not trusted, the
+    /// chosen backend's request counters and, for a request that belongs to
+    /// a session, that session in the backend's session estimate (a session
+    /// placed here counts at once, for placement).
+    fn count<K, T>(
+        &self,
+        table: &BackendTable<K, T>,
+        d: &Decision,
+        session: Option<u64>,
+        now_ms: u64,
+    ) {
         let c = &self.inner.counters;
         c.outcomes[outcome_slot(d.outcome)].fetch_add(1, Relaxed);
         if let Some(r) = d.invalid {
@@ -162,13 +178,20 @@ impl Engine {
         if let Some(b) = d.target.and_then(|i| table.get(i)) {
             let s = b.status();
             s.requests.fetch_add(1, Relaxed);
+            if let Some(session) = session {
+                s.sessions.record_in(session, now_ms, self.inner.epoch_ms);
+            }
             match d.outcome {
                 Outcome::Pinned => {
                     s.pinned_hits.fetch_add(1, Relaxed);
                 }
                 Outcome::New => {
                     s.new_sessions.fetch_add(1, Relaxed);
+                    if session.is_some() {
+                        s.sessions.placed();
+                    }
                 }
+                Outcome::Repinned(_) if session.is_some() => s.sessions.placed(),
                 _ => {}
             }
         }
@@ -177,7 +200,13 @@ impl Engine {
     /// Replaces the counted outcome of one request: `old` is taken back
     /// (its backend's counters too, wherever the backend now is) and `new`
     /// counted. Invalid-token counts stay: the token was presented once.
-    pub(crate) fn recount<K, T>(&self, table: &BackendTable<K, T>, old: &Decision, new: &Decision) {
+    pub(crate) fn recount<K, T>(
+        &self,
+        table: &BackendTable<K, T>,
+        old: &Decision,
+        new: &Decision,
+        session: Option<u64>,
+    ) {
         let c = &self.inner.counters;
         c.outcomes[outcome_slot(old.outcome)].fetch_sub(1, Relaxed);
         if let Some(b) = old.backend.and_then(|id| table.get_by_id(id)) {
@@ -189,7 +218,11 @@ impl Engine {
                 }
                 Outcome::New => {
                     s.new_sessions.fetch_sub(1, Relaxed);
+                    if session.is_some() {
+                        s.sessions.unplaced();
+                    }
                 }
+                Outcome::Repinned(_) if session.is_some() => s.sessions.unplaced(),
                 _ => {}
             }
         }
@@ -199,7 +232,16 @@ impl Engine {
                 invalid: None,
                 ..*new
             },
+            session,
+            self.inner.config.clock.now_ms(),
         );
+    }
+
+    /// How long a session counts as active after its last request
+    /// ([`StickyConfig::session_window`]): the window of every backend's
+    /// [`active_sessions`](crate::BackendStats::active_sessions).
+    pub fn session_window(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.inner.window_ms)
     }
 
     /// A snapshot of every counter and backend state.
@@ -216,7 +258,7 @@ impl Engine {
         Stats {
             backends: table
                 .iter()
-                .map(|b| crate::stats::BackendStats::of(b, now, grace_ms))
+                .map(|b| crate::stats::BackendStats::of(b, now, grace_ms, self.inner.window_ms))
                 .collect(),
             pinned: load(0),
             new: load(1),

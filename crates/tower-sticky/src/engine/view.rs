@@ -56,6 +56,8 @@ pub(crate) struct View<'a, K, T, R> {
     pub(crate) ready: R,
     pub(crate) slow_start_ms: u64,
     pub(crate) grace_ms: u64,
+    /// The session window (ms) the per-backend session estimates cover.
+    pub(crate) window_ms: u64,
 }
 
 impl<K, T, R> View<'_, K, T, R> {
@@ -94,6 +96,12 @@ impl<K, T, R: Readiness> Candidates for View<'_, K, T, R> {
     }
     fn in_flight(&self, i: usize) -> usize {
         self.table.get(i).map_or(0, |b| b.status().in_flight())
+    }
+    #[inline]
+    fn sessions(&self, i: usize) -> u64 {
+        self.table.get(i).map_or(0, |b| {
+            b.status().sessions.active(self.now_ms, self.window_ms)
+        })
     }
     fn total_in_flight(&self) -> usize {
         self.table.total_in_flight()

@@ -32,6 +32,21 @@ pub(crate) enum Basis {
     Unkeyed(u64),
 }
 
+impl Basis {
+    /// The session a request belongs to, for the per-backend session
+    /// estimate: a token's session, a new session's id, a hashed key. An
+    /// unkeyed request is a "session" of one request that never comes
+    /// back, so it is not counted as one.
+    #[inline]
+    pub(crate) fn session(&self) -> Option<u64> {
+        match *self {
+            Basis::Token(t) => Some(t.session),
+            Basis::Fresh(s) | Basis::Hashed(s) => Some(s),
+            Basis::Unkeyed(_) => None,
+        }
+    }
+}
+
 /// The cool-down of a backend that refused a connection: the route's
 /// ejection cool-down, but at least this, so that the request's own retry
 /// does not find it back at once.
@@ -310,7 +325,7 @@ impl Routed {
             reject_error: self.decision.reject_error,
             ..engine.decide_from(&view, self.basis)
         };
-        engine.recount(table, &self.decision, &d);
+        engine.recount(table, &self.decision, &d, self.basis.session());
         tracing::debug!(from = %self.decision.outcome, to = %d.outcome, "decided again after an unreachable backend");
         self.decision = d;
         self.reported = false;

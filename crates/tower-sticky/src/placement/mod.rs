@@ -8,15 +8,16 @@
 //!
 //! | policy | picks | cost |
 //! |---|---|---|
-//! | [`Placement::least_loaded`] (default) | the less loaded of two random backends | O(1) |
+//! | [`Placement::least_loaded`] (default) | the backend holding the fewest sessions per weight (in flight breaks ties) | O(n) up to 32 backends, then O(1) |
 //! | [`Placement::round_robin`] | the next backend in turn | O(1) amortised |
 //! | [`Placement::weighted`] | a random backend, proportional to its weight | O(1) expected |
 //! | [`Placement::rendezvous`] | the session's rendezvous winner under a bounded-load cap | O(n) |
 //!
 //! Slow start applies to all of them: a backend inserted less than the
 //! configured window ago is admitted with a probability that ramps from 10 %
-//! to 100 % over the window, so a fresh replica is not flooded with every new
-//! session at once.
+//! to 100 % over the window (its square for least-loaded placement, where a
+//! newcomer holding no sessions would otherwise win every admitted draw), so
+//! a fresh replica is not flooded with every new session at once.
 
 mod p2c;
 mod rendezvous;
@@ -54,6 +55,15 @@ pub trait Candidates {
     fn can_serve(&self, i: usize) -> bool;
     /// Requests in flight on backend `i`.
     fn in_flight(&self, i: usize) -> usize;
+    /// Sessions backend `i` holds: the engine's estimate of distinct
+    /// sessions seen within the session window, plus those placed since it
+    /// was last computed. What lasts for sticky traffic, so least-loaded
+    /// placement compares it first. 0 where a caller does not know (the
+    /// default), which leaves in-flight load to decide.
+    fn sessions(&self, i: usize) -> u64 {
+        let _ = i;
+        0
+    }
     /// Requests in flight on all backends.
     fn total_in_flight(&self) -> usize;
     /// Configured weight of backend `i` (default 1).
@@ -90,7 +100,8 @@ pub trait PlacementPolicy: Send + Sync + 'static {
 pub struct Placement(Arc<dyn PlacementPolicy>);
 
 impl Placement {
-    /// Least-loaded of two random choices (the default).
+    /// The backend holding the fewest sessions per unit of weight, requests
+    /// in flight breaking ties (the default): see [`LeastLoaded`].
     pub fn least_loaded() -> Self {
         Self(Arc::new(LeastLoaded))
     }

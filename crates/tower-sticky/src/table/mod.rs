@@ -6,6 +6,7 @@
 //! Each entry carries a shared [`BackendStatus`] (atomics) and an optional
 //! payload `T` (the gateway keeps its connection pool there).
 
+pub(crate) mod sessions;
 mod status;
 pub mod upkeep;
 
