@@ -27,6 +27,7 @@ pub(crate) mod routes;
 pub mod run;
 pub(crate) mod server;
 pub(crate) mod shutdown;
+pub mod state;
 pub mod tls;
 
 /// Entry points for the fuzz targets under `fuzz/`, not a stable API: the
