@@ -76,7 +76,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     banner("system packages for building");
     // One apt front end, so `apt-get update` runs at most once.
     let mut apt = Apt::default();
-    ensure_cmake(&mut apt, opts.no_install)?;
+    ensure_system_needs(&mut apt, opts.no_install)?;
 
     banner("system packages for the tests");
     let chromium = find_or_install_chromium(&mut apt, opts.no_install);
@@ -89,6 +89,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
                 "clippy",
                 "--workspace",
                 "--all-targets",
+                "--all-features",
                 "--",
                 "-D",
                 "warnings",
@@ -110,15 +111,23 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             vec![],
         ),
         (
-            [&["test", "--workspace", "--all-targets"][..], test_mode].concat(),
+            [
+                &["test", "--workspace", "--all-targets", "--all-features"][..],
+                test_mode,
+            ]
+            .concat(),
             vec![],
         ),
         (
-            [&["test", "--workspace", "--doc"][..], test_mode].concat(),
+            [
+                &["test", "--workspace", "--doc", "--all-features"][..],
+                test_mode,
+            ]
+            .concat(),
             vec![],
         ),
         (
-            vec!["doc", "--workspace", "--no-deps"],
+            vec!["doc", "--workspace", "--no-deps", "--all-features"],
             vec![("RUSTDOCFLAGS", "-D warnings")],
         ),
         (
@@ -143,6 +152,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         if let Some(c) = &chromium {
             cmd.env("STICKY_CHROMIUM", c);
         }
+        cmd.env("STICKY_ETCD", ETCD);
         let what = format!("cargo {}", args.join(" "));
         let status = run_bounded(&mut cmd, &what, deadline, Duration::from_secs(10))?;
         println!("    ({what}: {:.0} s)", t.elapsed().as_secs_f64());
@@ -197,30 +207,78 @@ fn ensure_component(sub: &str) -> Result<(), String> {
     }
 }
 
-/// Makes sure `cmake` is on PATH: pingora's compression (flate2 on zlib-ng, in
-/// pingora-core) builds zlib-ng from source with it, so pingora-sticky and the
-/// pingora example do not build without it. Installs Debian's package when missing.
-fn ensure_cmake(apt: &mut Apt, no_install: bool) -> Result<(), String> {
-    if let Some(p) = which("cmake") {
-        println!("cmake: {} (for pingora's zlib-ng)", p.display());
+/// A system file the build or the tests need, and the Debian package that brings it.
+struct SystemNeed {
+    /// A program looked up on PATH, or an absolute path that must exist.
+    file: &'static str,
+    /// The Debian package that installs it.
+    package: &'static str,
+    /// Who needs it, for the log.
+    why: &'static str,
+}
+
+/// What a cold machine lacks for building every feature and running every test.
+const SYSTEM_NEEDS: &[SystemNeed] = &[
+    SystemNeed {
+        file: "cmake",
+        package: "cmake",
+        why: "pingora's zlib-ng (pingora-sticky, the pingora example)",
+    },
+    SystemNeed {
+        file: "protoc",
+        package: "protobuf-compiler",
+        why: "etcd-client's build script (the gateway's `etcd` feature)",
+    },
+    SystemNeed {
+        file: "/usr/include/google/protobuf/descriptor.proto",
+        package: "libprotobuf-dev",
+        why: "the protobuf files etcd-client's protos import",
+    },
+    SystemNeed {
+        file: ETCD,
+        package: "etcd-server",
+        why: "the gateway's etcd tests (a real server on loopback)",
+    },
+];
+
+/// Where Debian's etcd-server package puts the server.
+const ETCD: &str = "/usr/bin/etcd";
+
+/// Finds each of [`SYSTEM_NEEDS`], installing the missing ones' packages in
+/// one apt-get call (a package's own service is not started: see [`Apt`]).
+fn ensure_system_needs(apt: &mut Apt, no_install: bool) -> Result<(), String> {
+    let found = |n: &SystemNeed| {
+        if n.file.starts_with('/') {
+            Path::new(n.file).exists().then(|| PathBuf::from(n.file))
+        } else {
+            which(n.file)
+        }
+    };
+    let missing: Vec<&SystemNeed> = SYSTEM_NEEDS.iter().filter(|n| found(n).is_none()).collect();
+    for n in SYSTEM_NEEDS.iter().filter(|n| found(n).is_some()) {
+        println!("{}: present (for {})", n.file, n.why);
+    }
+    if missing.is_empty() {
         return Ok(());
     }
-    if no_install {
-        return Err(
-            "cmake is missing (pingora's zlib-ng needs it) and --no-install was given; \
-             install Debian's `cmake`"
-                .into(),
-        );
+    let packages: Vec<&str> = missing.iter().map(|n| n.package).collect();
+    for n in &missing {
+        println!("{}: missing (for {}); package {}", n.file, n.why, n.package);
     }
-    println!("cmake: missing; installing Debian's cmake (pingora's zlib-ng is built with it)");
-    apt.install(&["cmake"], &["--no-install-recommends"])
-        .map_err(|e| format!("{e}; install cmake by hand"))?;
-    match which("cmake") {
-        Some(p) => {
-            println!("cmake: {} (installed)", p.display());
-            Ok(())
-        }
-        None => Err("apt-get installed cmake but it is not on PATH".into()),
+    if no_install {
+        return Err(format!(
+            "missing system packages and --no-install was given: apt-get install {}",
+            packages.join(" ")
+        ));
+    }
+    apt.install(&packages, &["--no-install-recommends"])
+        .map_err(|e| format!("{e}; install {} by hand", packages.join(" ")))?;
+    match missing.iter().find(|n| found(n).is_none()) {
+        Some(n) => Err(format!(
+            "apt-get installed {} but {} is still missing",
+            n.package, n.file
+        )),
+        None => Ok(()),
     }
 }
 
