@@ -69,13 +69,17 @@ pub fn prepare_request(
         }
     }
     h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    if parts.version != Version::HTTP_11 && parts.version != Version::HTTP_10 {
-        if let Some(auth) = parts.uri.authority() {
-            // `:authority` wins over a `host` field (RFC 9113 §8.3.1).
-            if let Ok(v) = HeaderValue::from_str(auth.as_str()) {
-                h.insert(header::HOST, v);
-            }
+    if let Some(auth) = parts.uri.authority() {
+        // The target's authority wins over a `host` field: `:authority` in
+        // HTTP/2 (RFC 9113 §8.3.1), an absolute-form target in HTTP/1.1
+        // (RFC 9112 §3.2.2). Routing reads the same ([`request_host`]), so
+        // the backend sees the host its route was chosen for.
+        if let Ok(v) = HeaderValue::from_str(without_userinfo(auth)) {
+            h.insert(header::HOST, v);
+            host = Some(h[header::HOST].clone());
         }
+    }
+    if parts.version != Version::HTTP_11 && parts.version != Version::HTTP_10 {
         join_cookie_crumbs(h);
         if parts.uri.scheme().is_some() {
             let pq = parts
@@ -115,11 +119,20 @@ fn join_cookie_crumbs(h: &mut HeaderMap) {
     }
 }
 
-/// The request's host, without port, for route matching.
+/// An authority as a `Host` value: `user@` dropped (RFC 9112 §3.2.2 forbids
+/// it there).
+fn without_userinfo(auth: &http::uri::Authority) -> &str {
+    let s = auth.as_str();
+    s.rsplit_once('@').map_or(s, |(_, host)| host)
+}
+
+/// The request's host, without port, for route matching: the target's
+/// authority when it has one (absolute-form, HTTP/2 `:authority`), else
+/// `Host`, as [`prepare_request`] forwards it.
 pub fn request_host(parts: &Parts) -> Option<&str> {
-    let raw = match parts.headers.get(header::HOST) {
-        Some(v) => v.to_str().ok()?,
-        None => parts.uri.authority()?.as_str(),
+    let raw = match parts.uri.authority() {
+        Some(a) => without_userinfo(a),
+        None => parts.headers.get(header::HOST)?.to_str().ok()?,
     };
     // Strip a port, minding IPv6 literals ("[::1]:80").
     if let Some(rest) = raw.strip_prefix('[') {
@@ -314,6 +327,30 @@ mod tests {
             .into_parts()
             .0;
         assert_eq!(request_host(&p), Some("from-uri.example"));
+    }
+
+    /// RFC 9112 §3.2.2: with an absolute-form target the `Host` field is
+    /// ignored. Routing and the forwarded `Host` must both follow the
+    /// target, or a request routed for one host reaches a backend naming
+    /// another.
+    #[test]
+    fn an_absolute_form_target_wins_over_host_for_routing_and_forwarding() {
+        for version in [Version::HTTP_11, Version::HTTP_2] {
+            let mut p = http::Request::builder()
+                .version(version)
+                .uri("http://user:pw@a.example:8080/cart?x=1")
+                .header("host", "b.example")
+                .body(())
+                .unwrap()
+                .into_parts()
+                .0;
+            assert_eq!(request_host(&p), Some("a.example"), "{version:?}");
+            prepare_request(&mut p, &HeaderValue::from_static("203.0.113.9"), false).unwrap();
+            assert_eq!(p.headers["host"], "a.example:8080", "{version:?}");
+            assert_eq!(p.headers.get_all("host").iter().count(), 1);
+            assert_eq!(p.headers["x-forwarded-host"], "a.example:8080");
+            assert_eq!(request_host(&p), Some("a.example"));
+        }
     }
 
     #[test]
