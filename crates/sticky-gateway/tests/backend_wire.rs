@@ -102,19 +102,7 @@ async fn serve(mut s: TcpStream) {
 }
 
 async fn gateway(backend: SocketAddr) -> sticky_gateway::run::Running {
-    let backends = vec![sticky_gateway::config::BackendConfig {
-        name: "wire".into(),
-        address: backend.to_string(),
-        weight: 1,
-    }];
-    let mut config = sticky_gateway::GatewayConfig::new(
-        free_addr(),
-        vec![sticky_gateway::config::RouteConfig::catch_all(backends)],
-    );
-    config.access_log = false;
-    sticky_gateway::run::start(config, tower_sticky::token::KeyRing::generate(), None)
-        .await
-        .unwrap()
+    common::gateway_over(&[("wire", backend)], |_| {}).await
 }
 
 async fn request(addr: SocketAddr, method: &str, path: &str) -> Reply {

@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::free_addr;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -74,19 +73,7 @@ async fn read_until(
 }
 
 async fn gateway(backend: SocketAddr) -> sticky_gateway::run::Running {
-    let backends = vec![sticky_gateway::config::BackendConfig {
-        name: "raw".into(),
-        address: backend.to_string(),
-        weight: 1,
-    }];
-    let mut config = sticky_gateway::GatewayConfig::new(
-        free_addr(),
-        vec![sticky_gateway::config::RouteConfig::catch_all(backends)],
-    );
-    config.access_log = false;
-    sticky_gateway::run::start(config, tower_sticky::token::KeyRing::generate(), None)
-        .await
-        .unwrap()
+    common::gateway_over(&[("raw", backend)], |_| {}).await
 }
 
 /// Writes `bytes` to the gateway and reads until it closes.

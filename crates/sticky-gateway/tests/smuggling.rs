@@ -412,19 +412,7 @@ struct Case {
 }
 
 async fn gateway(backend: SocketAddr) -> sticky_gateway::run::Running {
-    let backends = vec![sticky_gateway::config::BackendConfig {
-        name: "recorder".into(),
-        address: backend.to_string(),
-        weight: 1,
-    }];
-    let mut config = sticky_gateway::GatewayConfig::new(
-        common::free_addr(),
-        vec![sticky_gateway::config::RouteConfig::catch_all(backends)],
-    );
-    config.access_log = false;
-    sticky_gateway::run::start(config, tower_sticky::token::KeyRing::generate(), None)
-        .await
-        .unwrap()
+    common::gateway_over(&[("recorder", backend)], |_| {}).await
 }
 
 /// Runs one case: prints its row, then asserts.

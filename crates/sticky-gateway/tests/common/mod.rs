@@ -534,11 +534,22 @@ pub async fn in_process_gateway(
     backends: &[&Backend],
     tune: impl FnOnce(&mut sticky_gateway::GatewayConfig),
 ) -> sticky_gateway::run::Running {
+    let named: Vec<(&str, SocketAddr)> = backends.iter().map(|b| (&*b.name, b.addr)).collect();
+    gateway_over(&named, tune).await
+}
+
+/// An in-process gateway over backends given by name and address (raw-socket
+/// backends of the wire tests), one catch-all route, no access log.
+#[allow(dead_code)]
+pub async fn gateway_over(
+    backends: &[(&str, SocketAddr)],
+    tune: impl FnOnce(&mut sticky_gateway::GatewayConfig),
+) -> sticky_gateway::run::Running {
     let backends = backends
         .iter()
-        .map(|b| sticky_gateway::config::BackendConfig {
-            name: b.name.clone(),
-            address: b.addr.to_string(),
+        .map(|(name, addr)| sticky_gateway::config::BackendConfig {
+            name: name.to_string(),
+            address: addr.to_string(),
             weight: 1,
         })
         .collect();
