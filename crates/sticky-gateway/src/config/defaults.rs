@@ -24,6 +24,11 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// and Apache 5 s), so the backend is not closing it as a request arrives.
 pub const BACKEND_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 
+/// How often certificate and admin-token files are checked for changes
+/// (`file_watch_interval`): a few `stat` calls, and a renamed-over file is
+/// seen as soon as one edited in place.
+pub const FILE_WATCH_INTERVAL: Duration = Duration::from_secs(2);
+
 /// Largest request head in bytes.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// Most header fields in a request.

@@ -270,7 +270,7 @@ impl GatewayConfig {
             listen: Some(listen),
             tls_listeners: Vec::new(),
             redirect_to_https: false,
-            file_watch_interval: crate::tls::reload::WATCH_PERIOD,
+            file_watch_interval: super::defaults::FILE_WATCH_INTERVAL,
             admin: None,
             admin_auth: Default::default(),
             key_file: None,

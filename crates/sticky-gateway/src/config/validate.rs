@@ -148,7 +148,7 @@ pub fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
         tls_listeners,
         redirect_to_https,
         file_watch_interval: dur("file_watch_interval", &raw.file_watch_interval)?
-            .unwrap_or(crate::tls::reload::WATCH_PERIOD),
+            .unwrap_or(super::defaults::FILE_WATCH_INTERVAL),
         admin,
         admin_auth,
         key_file: raw.key_file,

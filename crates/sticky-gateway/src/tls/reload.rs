@@ -2,7 +2,8 @@
 //! their files change on disk.
 //!
 //! Files are polled for a changed modification time or length every
-//! [`WATCH_PERIOD`] rather than watched through inotify: a handful of
+//! `file_watch_interval` (default
+//! [`FILE_WATCH_INTERVAL`](crate::config::defaults::FILE_WATCH_INTERVAL)) rather than watched through inotify: a handful of
 //! `stat` calls a few times a minute, and it sees a renamed-over file
 //! (how certificate managers usually write) the same as one edited in
 //! place. A failed load keeps what is in use, is logged, and is not
@@ -13,10 +14,6 @@ use std::time::Duration;
 
 use super::sni::CertStore;
 use crate::admin::auth::AdminAuth;
-
-/// How often certificate and token files are checked for changes, by
-/// default (`file_watch_interval`).
-pub const WATCH_PERIOD: Duration = Duration::from_secs(2);
 
 /// What is reloaded: each listener's certificates and the admin tokens.
 #[derive(Debug, Clone, Default)]
