@@ -16,6 +16,8 @@
 //! - [`KubernetesSource`] is the watcher: kube-runtime's list+watch on the
 //!   slices labelled `kubernetes.io/service-name=SERVICE`, relisting after a
 //!   410 Gone and retrying errors with backoff.
+//! - [`KubeArgs`] is the command line: `--kube-service NAME
+//!   [--kube-namespace NS] [--kube-port NAME|NUMBER]`.
 //!
 //! ```no_run
 //! # async fn wire() -> Result<(), sticky_gateway::config::ConfigError> {
@@ -36,9 +38,11 @@
 //! server (kube's `tower-test` pattern), a 410 Gone relist included, not
 //! against a real cluster.
 
+mod args;
 pub mod mapping;
 mod watch;
 
+pub use args::KubeArgs;
 pub use mapping::{endpoint_state, map_slices, Mapping, PortSelector};
 pub use watch::{KubernetesSource, SERVICE_NAME_LABEL};
 

@@ -88,7 +88,9 @@ impl KubernetesSource {
 
     /// Watches forever, calling `on_snapshot` with each new backend set:
     /// first once the initial list is complete, then after each change that
-    /// alters the set (a change that leaves it as it was calls nothing).
+    /// alters the set (a change that leaves it as it was calls nothing). A
+    /// Service with no slices (no pods yet, or no such Service) gives an
+    /// empty set, and a warning in the log.
     ///
     /// Errors (the API server unreachable, a watch broken, RBAC refusing the
     /// list) are logged and retried with kube-runtime's default backoff
@@ -129,6 +131,12 @@ impl KubernetesSource {
                 continue;
             }
             let mapping = map_slices(slices.current(), &self.port);
+            if slices.is_empty() {
+                tracing::warn!(
+                    service = %self.service,
+                    "no EndpointSlices: is the Service there, in this namespace, with a selector?"
+                );
+            }
             for why in &mapping.skipped {
                 tracing::warn!(service = %self.service, "EndpointSlice data left out: {why}");
             }
@@ -222,6 +230,10 @@ impl SliceSet {
 
     fn current(&self) -> impl Iterator<Item = &EndpointSlice> {
         self.current.values()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.current.is_empty()
     }
 }
 
