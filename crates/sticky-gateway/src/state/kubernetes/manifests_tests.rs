@@ -159,3 +159,40 @@ fn the_hook_outlasts_the_idle_timeout() {
         "headless: every replica is asked"
     );
 }
+
+/// Each object read into its k8s-openapi type and written back comes out
+/// the same: a misspelt or misplaced field (which the type would drop) or a
+/// value of the wrong type fails here, not on `kubectl apply`.
+#[test]
+fn every_object_round_trips_through_its_kubernetes_type() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+
+    fn same<T: serde::de::DeserializeOwned + serde::Serialize>(
+        file: &str,
+        json: serde_json::Value,
+    ) {
+        let typed: T = serde_json::from_value(json.clone())
+            .unwrap_or_else(|e| panic!("{file}: {} {e}", json["kind"]));
+        let back = serde_json::to_value(&typed).expect("serialisable");
+        assert_eq!(
+            back, json,
+            "{file}: {} changed on the way through its type",
+            json["kind"]
+        );
+    }
+    for (file, v) in documents() {
+        let json = serde_json::to_value(&v).expect("YAML that is JSON");
+        match v["kind"].as_str().unwrap_or_default() {
+            "Deployment" => same::<Deployment>(&file, json),
+            "Service" => same::<Service>(&file, json),
+            "ConfigMap" => same::<ConfigMap>(&file, json),
+            "Namespace" => same::<Namespace>(&file, json),
+            "ServiceAccount" => same::<ServiceAccount>(&file, json),
+            "Role" => same::<Role>(&file, json),
+            "RoleBinding" => same::<RoleBinding>(&file, json),
+            other => panic!("{file}: no check for kind {other}"),
+        }
+    }
+}
