@@ -229,7 +229,7 @@ fn choose_port(slice: &EndpointSlice, selector: &PortSelector) -> Result<u16, St
             .and_then(|n| u16::try_from(n).ok())
             .filter(|&n| n != 0)
     };
-    let found: Vec<u16> = match selector {
+    let mut found: Vec<u16> = match selector {
         PortSelector::Only => tcp.filter_map(usable).collect(),
         PortSelector::Name(name) => tcp
             .filter(|p| p.name.as_deref().unwrap_or("") == name)
@@ -237,6 +237,9 @@ fn choose_port(slice: &EndpointSlice, selector: &PortSelector) -> Result<u16, St
             .collect(),
         PortSelector::Number(n) => tcp.filter_map(usable).filter(|p| p == n).collect(),
     };
+    // Two Service ports may target one pod port: that is one port here.
+    found.sort_unstable();
+    found.dedup();
     match (found.as_slice(), selector) {
         ([n], _) => Ok(*n),
         ([], _) => Err(format!("no TCP {selector}")),
@@ -244,8 +247,8 @@ fn choose_port(slice: &EndpointSlice, selector: &PortSelector) -> Result<u16, St
             "{} TCP ports; choose one by name or number",
             found.len()
         )),
-        // Two ports by one name or number cannot come from a valid Service;
-        // take the first so the result is still deterministic.
+        // Two numbers under one name cannot come from a valid Service; take
+        // the smallest so that the result is still the same on every replica.
         ([n, ..], _) => Ok(*n),
     }
 }

@@ -295,6 +295,29 @@ fn ports_out_of_range_are_unusable() {
 }
 
 #[test]
+fn two_service_ports_on_one_pod_port_are_one_port() {
+    let ports = vec![http_port("http", 8080), http_port("alt", 8080)];
+    let s = slice_with_ports("web-abc", vec![ready_pod("web-a", "10.0.0.1")], ports);
+    let m = map_slices([&s], &PortSelector::Only);
+    assert_eq!(m.snapshot.backends["web-a"].address, "10.0.0.1:8080");
+    assert!(m.skipped.is_empty());
+}
+
+#[test]
+fn fqdn_addresses_are_used_as_host_names() {
+    let mut s = slice(
+        "web-fqdn",
+        vec![ready_pod("web-a", "web-a.example.internal")],
+    );
+    s.address_type = "FQDN".into();
+    let m = map_slices([&s], &PortSelector::Only);
+    assert_eq!(
+        m.snapshot.backends["web-a"].address,
+        "web-a.example.internal:8080"
+    );
+}
+
+#[test]
 fn ipv6_addresses_are_bracketed() {
     let mut s = slice("web-v6", vec![ready_pod("web-a", "fd00::1")]);
     s.address_type = "IPv6".into();

@@ -131,6 +131,10 @@ impl KubernetesSource {
                 continue;
             }
             let mapping = map_slices(slices.current(), &self.port);
+            // Logged once per new set, not on every slice update.
+            if last.as_ref() == Some(&mapping.snapshot) {
+                continue;
+            }
             if slices.is_empty() {
                 tracing::warn!(
                     service = %self.service,
@@ -145,9 +149,6 @@ impl KubernetesSource {
                     service = %self.service,
                     "every endpoint is terminating; placing new sessions on them rather than refusing"
                 );
-            }
-            if last.as_ref() == Some(&mapping.snapshot) {
-                continue;
             }
             tracing::info!(
                 service = %self.service,
