@@ -7,6 +7,8 @@
 //! store. Engine-backed sources live in submodules behind cargo features, so
 //! the default build carries none of their dependencies.
 
+#[cfg(feature = "kubernetes")]
+pub mod kubernetes;
 mod snapshot;
 
 pub use snapshot::{AdminState, BackendEntry, Snapshot};
