@@ -46,6 +46,13 @@ struct TlsBackend {
 
 impl TlsBackend {
     async fn start(name: &str, cert: &Issued) -> Self {
+        Self::start_closing_idle(name, cert, None).await
+    }
+
+    /// A backend that, with `idle_close`, closes each connection (TLS
+    /// `close_notify`, then FIN) that long after it was opened, between
+    /// requests, as a backend's keep-alive timeout does.
+    async fn start_closing_idle(name: &str, cert: &Issued, idle_close: Option<Duration>) -> Self {
         let chain = vec![CertificateDer::from(cert.cert_der.clone())];
         let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).unwrap();
         let mut config = rustls::ServerConfig::builder_with_provider(provider())
@@ -100,9 +107,23 @@ impl TlsBackend {
                         r.headers_mut().insert("x-backend", name.parse().unwrap());
                         async move { Ok::<_, Infallible>(r) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tls), svc)
-                        .await;
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), svc);
+                    let mut conn = std::pin::pin!(conn);
+                    match idle_close {
+                        None => {
+                            let _ = conn.await;
+                        }
+                        Some(after) => {
+                            tokio::select! {
+                                _ = conn.as_mut() => {}
+                                _ = tokio::time::sleep(after) => {
+                                    conn.as_mut().graceful_shutdown();
+                                    let _ = conn.await;
+                                }
+                            }
+                        }
+                    }
                 });
             }
         });
@@ -181,6 +202,30 @@ async fn an_https_backend_is_proxied_to_with_its_host_as_sni_over_one_kept_conne
             [Some("localhost".to_string())],
             "SNI is the configured host name"
         );
+        gw.shutdown().await;
+        let _ = std::fs::remove_dir_all(dir);
+    })
+    .await
+    .expect("bounded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooled_tls_connection_the_backend_closed_while_idle_is_not_reused() {
+    tokio::time::timeout(LIMIT, async {
+        let ca = Authority::new("backend CA").unwrap();
+        let dir = scratch("backend-tls-idle");
+        let cert = ca.issue(&["localhost"]).unwrap();
+        let b =
+            TlsBackend::start_closing_idle("closer", &cert, Some(Duration::from_millis(150))).await;
+        let gw = gateway(&[("closer", b.url("localhost"))], &ca_file(&dir, &ca), None).await;
+        assert_eq!(get(gw.addr, "/", None).await.status, StatusCode::OK);
+        // The backend sends close_notify and closes while the connection
+        // sits in the gateway's pool (well within the pool's idle timeout).
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let r = get(gw.addr, "/", None).await;
+        assert_eq!(r.status, StatusCode::OK, "a fresh connection carries it");
+        assert_eq!(TlsBackend::count(&b.requests), 2);
+        assert_eq!(TlsBackend::count(&b.handshakes), 2);
         gw.shutdown().await;
         let _ = std::fs::remove_dir_all(dir);
     })
