@@ -22,7 +22,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use sticky_gateway::config::{BackendConfig, HealthCheck, RouteConfig};
+use sticky_gateway::config::{BackendConfig, HealthCheck, PlacementKind, RouteConfig};
 use sticky_gateway::tls::backends::BackendCa;
 use sticky_gateway::tls::certs::provider;
 use sticky_gateway::tls::throwaway::{Authority, Issued};
@@ -163,6 +163,8 @@ async fn gateway(
     let mut route = RouteConfig::catch_all(backends);
     route.backend_ca = Some(BackendCa::load("backend_ca_file", ca).unwrap());
     route.health_check = health;
+    // Deterministic turns, so that every backend is tried.
+    route.placement = PlacementKind::RoundRobin;
     let mut config = GatewayConfig::new(free_addr(), vec![route]);
     config.access_log = false;
     sticky_gateway::run::start(config, tower_sticky::token::KeyRing::generate(), None)
@@ -281,6 +283,42 @@ async fn a_backend_certificate_from_an_unknown_authority_is_refused_and_the_log_
             "the log names the reason: {logs}"
         );
         drop(gw);
+        let _ = std::fs::remove_dir_all(dir);
+    })
+    .await
+    .expect("bounded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_for_a_backend_that_fails_verification_go_to_another() {
+    tokio::time::timeout(LIMIT, async {
+        let (trusted, stranger) = (
+            Authority::new("backend CA").unwrap(),
+            Authority::new("someone else").unwrap(),
+        );
+        let dir = scratch("backend-tls-reroute");
+        let good = TlsBackend::start("good", &trusted.issue(&["localhost"]).unwrap()).await;
+        let rogue = TlsBackend::start("rogue", &stranger.issue(&["localhost"]).unwrap()).await;
+        let gw = gateway(
+            &[
+                ("good", good.url("localhost")),
+                ("rogue", rogue.url("localhost")),
+            ],
+            &ca_file(&dir, &trusted),
+            None,
+        )
+        .await;
+        for _ in 0..6 {
+            let r = get(gw.addr, "/", None).await;
+            assert_eq!(r.status, StatusCode::OK);
+            assert_eq!(r.backend(), "good");
+        }
+        assert!(
+            TlsBackend::count(&rogue.failed_handshakes) >= 1,
+            "it was tried"
+        );
+        assert_eq!(TlsBackend::count(&rogue.requests), 0);
+        gw.shutdown().await;
         let _ = std::fs::remove_dir_all(dir);
     })
     .await
