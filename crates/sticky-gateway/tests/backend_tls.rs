@@ -27,7 +27,8 @@ use sticky_gateway::tls::backends::BackendCa;
 use sticky_gateway::tls::certs::provider;
 use sticky_gateway::tls::throwaway::{Authority, Issued};
 use sticky_gateway::GatewayConfig;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -96,7 +97,7 @@ impl TlsBackend {
                     sni.lock()
                         .unwrap()
                         .push(tls.get_ref().1.server_name().map(str::to_owned));
-                    let svc = service_fn(move |req: Request<Incoming>| {
+                    let svc = service_fn(move |mut req: Request<Incoming>| {
                         let counter = if req.uri().path() == "/healthz" {
                             &probes
                         } else {
@@ -104,11 +105,34 @@ impl TlsBackend {
                         };
                         counter.fetch_add(1, Ordering::Relaxed);
                         let mut r = Response::new(Full::new(Bytes::from(name.clone())));
+                        if req.uri().path() == "/ws" {
+                            // Echoes each read, prefixed with the backend's name.
+                            let on = hyper::upgrade::on(&mut req);
+                            let n = name.clone();
+                            tokio::spawn(async move {
+                                let Ok(up) = on.await else { return };
+                                let mut io = TokioIo::new(up);
+                                let mut buf = [0u8; 256];
+                                while let Ok(k @ 1..) = io.read(&mut buf).await {
+                                    let mut out = format!("{n}:").into_bytes();
+                                    out.extend_from_slice(&buf[..k]);
+                                    if io.write_all(&out).await.is_err() {
+                                        return;
+                                    }
+                                }
+                            });
+                            *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+                            r.headers_mut()
+                                .insert("upgrade", "websocket".parse().unwrap());
+                            r.headers_mut()
+                                .insert("connection", "upgrade".parse().unwrap());
+                        }
                         r.headers_mut().insert("x-backend", name.parse().unwrap());
                         async move { Ok::<_, Infallible>(r) }
                     });
                     let conn = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tls), svc);
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .with_upgrades();
                     let mut conn = std::pin::pin!(conn);
                     match idle_close {
                         None => {
@@ -228,6 +252,50 @@ async fn a_pooled_tls_connection_the_backend_closed_while_idle_is_not_reused() {
         assert_eq!(r.status, StatusCode::OK, "a fresh connection carries it");
         assert_eq!(TlsBackend::count(&b.requests), 2);
         assert_eq!(TlsBackend::count(&b.handshakes), 2);
+        gw.shutdown().await;
+        let _ = std::fs::remove_dir_all(dir);
+    })
+    .await
+    .expect("bounded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_upgrade_is_tunnelled_over_the_tls_backend_connection() {
+    tokio::time::timeout(LIMIT, async {
+        let ca = Authority::new("backend CA").unwrap();
+        let dir = scratch("backend-tls-ws");
+        let b = TlsBackend::start("ws-1", &ca.issue(&["localhost"]).unwrap()).await;
+        let gw = gateway(&[("ws-1", b.url("localhost"))], &ca_file(&dir, &ca), None).await;
+        let mut s = TcpStream::connect(gw.addr).await.unwrap();
+        s.write_all(
+            b"GET /ws HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            assert_eq!(
+                s.read(&mut byte).await.unwrap(),
+                1,
+                "closed before the head ended"
+            );
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head);
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        for msg in ["hello", "again"] {
+            s.write_all(msg.as_bytes()).await.unwrap();
+            let mut buf = [0u8; 64];
+            let n = s.read(&mut buf).await.unwrap();
+            assert_eq!(
+                std::str::from_utf8(&buf[..n]).unwrap(),
+                format!("ws-1:{msg}")
+            );
+        }
+        assert_eq!(TlsBackend::count(&b.handshakes), 1);
+        drop(s);
         gw.shutdown().await;
         let _ = std::fs::remove_dir_all(dir);
     })
