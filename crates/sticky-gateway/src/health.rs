@@ -3,8 +3,8 @@
 //! `https://` backend), sent and read by the same client as proxied
 //! requests; after `unhealthy_threshold` failures in a row it is marked
 //! down (its sessions fail over as for an ejected backend), after
-//! `healthy_threshold` successes in a row it is marked up again. Beside this, the core's passive
-//! ejection works on live traffic.
+//! `healthy_threshold` successes in a row it is marked up again. Beside
+//! this, the core's passive ejection works on live traffic.
 
 use std::sync::Arc;
 use std::time::Duration;
