@@ -126,9 +126,15 @@ pub fn check_backend(
             ),
         ));
     }
-    rustls_pki_types::ServerName::try_from(host_of(hostport))
-        .map_err(|_| ConfigError::new(field, format!("{address:?}: the host is neither a DNS name nor an IP address, so no certificate can name it")))?;
-    Ok(())
+    match rustls_pki_types::ServerName::try_from(host_of(hostport)) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(ConfigError::new(
+            field,
+            format!(
+                "{address:?}: the host is neither a DNS name nor an IP address, so no certificate can name it"
+            ),
+        )),
+    }
 }
 
 /// Checks every backend of a route (see [`check_backend`]).
