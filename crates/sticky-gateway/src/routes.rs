@@ -279,6 +279,37 @@ mod tests {
     }
 
     #[test]
+    fn a_reload_keeps_tls_pools_while_the_ca_is_the_same() {
+        use crate::tls::backends::BackendCa;
+        use crate::tls::throwaway::Authority;
+        let dir = std::env::temp_dir().join(format!("sticky-routes-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("ca.pem");
+        let write_ca = || std::fs::write(&file, Authority::new("ca").unwrap().cert_pem).unwrap();
+        let config = || {
+            let mut rc = RouteConfig::catch_all(backends(&[("a", "https://localhost:8443")]));
+            rc.backend_ca = Some(BackendCa::load("backend_ca_file", &file).unwrap());
+            GatewayConfig::new("127.0.0.1:0".parse().unwrap(), vec![rc])
+        };
+        let pool = |set: &RouteSet| {
+            let table = set.iter().next().unwrap().table.load_full();
+            table.get_by_id("a".stable_id()).unwrap().value().clone()
+        };
+        let keys = KeyRing::generate();
+        write_ca();
+        let first = RouteSet::build(&config(), &keys, None, 0).unwrap();
+        assert!(pool(&first).is_tls());
+        // The file read again, unchanged: the same pool, idle connections and all.
+        let again = RouteSet::build(&config(), &keys, Some(&first), 0).unwrap();
+        assert!(Arc::ptr_eq(&pool(&first), &pool(&again)));
+        // Another authority: new connections, verified against it.
+        write_ca();
+        let changed = RouteSet::build(&config(), &keys, Some(&again), 0).unwrap();
+        assert!(!Arc::ptr_eq(&pool(&again), &pool(&changed)));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
     fn prefixes_match_on_segment_boundaries() {
         let mut rc = RouteConfig::catch_all(backends(&[("a", "127.0.0.1:1")]));
         rc.prefix = "/api".into();
