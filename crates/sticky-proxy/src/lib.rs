@@ -32,7 +32,7 @@
 //!
 //! # TLS to backends
 //! With the `tls` cargo feature, a [`Pool`] may speak TLS to its backend
-//! ([`Pool::with_tls`], see [`tls`]): rustls with the ring provider,
+//! (`Pool::with_tls`, see the `tls` module): rustls with the ring provider,
 //! certificates verified against the roots the caller trusts, SNI the
 //! backend's host name, ALPN `http/1.1`. Connections are a
 //! [`BackendStream`], an enum of plain TCP and TLS, so a plain backend's

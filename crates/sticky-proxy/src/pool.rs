@@ -9,7 +9,7 @@
 //! concurrent requests makes every request beyond it dial).
 //!
 //! With the `tls` feature a pool may speak TLS to its backend
-//! ([`Pool::with_tls`]): a new connection is dialled, then handshaken, and
+//! (`Pool::with_tls`): a new connection is dialled, then handshaken, and
 //! pooled like a plain one afterwards.
 
 use std::net::SocketAddr;
