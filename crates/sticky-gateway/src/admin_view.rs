@@ -40,7 +40,12 @@ impl AdminView for GatewayView {
                 out.push(BackendView::from_stats(
                     r.config.name.clone(),
                     b.key().clone(),
-                    b.value().address(),
+                    // As configured: the scheme says the backend is TLS.
+                    if b.value().is_tls() {
+                        format!("{}{}", crate::tls::backends::HTTPS, b.value().address())
+                    } else {
+                        b.value().address().to_string()
+                    },
                     health,
                     s,
                 ));

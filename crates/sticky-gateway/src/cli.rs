@@ -116,9 +116,12 @@ pub struct RunArgs {
     /// Admin bearer tokens, one per line: required for admin calls.
     #[arg(long, value_name = "FILE")]
     pub admin_token_file: Option<PathBuf>,
-    /// A backend, NAME=HOST:PORT; repeat for each. Sessions are pinned to the NAME.
+    /// A backend, NAME=HOST:PORT (NAME=https://HOST:PORT for TLS to it); repeat for each. Sessions are pinned to the NAME.
     #[arg(long = "backend", value_name = "NAME=HOST:PORT", value_parser = config::parse_backend_flag, conflicts_with = "config")]
     pub backends: Vec<BackendConfig>,
+    /// PEM certificates of the authorities https:// backends are verified against.
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    pub backend_ca: Option<PathBuf>,
     /// Admin API and dashboard address.
     #[arg(long, value_name = "ADDR")]
     pub admin: Option<SocketAddr>,
@@ -208,6 +211,8 @@ impl Cli {
                     }
                 }
                 let mut route = RouteConfig::catch_all(a.backends.clone());
+                route.backend_ca = crate::tls::backends::from_flag(a.backend_ca.as_deref(), &route)
+                    .map_err(CliError::Config)?;
                 if let Some(f) = a.failover {
                     route.failover = f.into();
                 }

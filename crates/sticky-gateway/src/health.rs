@@ -1,51 +1,55 @@
 //! Active health checks: each backend of a route with a `health_check` is
-//! probed with `GET path` every interval on a fresh connection; after
-//! `unhealthy_threshold` failures in a row it is marked down (its sessions
-//! fail over as for an ejected backend), after `healthy_threshold`
-//! successes in a row it is marked up again. Beside this, the core's passive
-//! ejection works on live traffic.
+//! probed with `GET path` every interval on a fresh connection (TLS for an
+//! `https://` backend), sent and read by the same client as proxied
+//! requests; after `unhealthy_threshold` failures in a row it is marked
+//! down (its sessions fail over as for an ejected backend), after
+//! `healthy_threshold` successes in a row it is marked up again. Beside
+//! this, the core's passive ejection works on live traffic.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use http::header::{CONNECTION, USER_AGENT};
+use http::{HeaderValue, Request};
+use sticky_proxy::Pool;
 
 use tower_sticky::table::upkeep::{HealthChange, HealthStreaks};
 
 use crate::config::HealthCheck;
 use crate::gateway::Gateway;
 
-/// Probes once: 2xx and 3xx are healthy.
-pub async fn probe(addr: SocketAddr, host: &str, path: &str, timeout: Duration) -> bool {
+/// Probes once on a fresh connection from `pool` (TLS for an `https://`
+/// backend, verified as for traffic), through the same client and request
+/// codec as proxied requests: 2xx and 3xx are healthy. The connection is
+/// closed afterwards, never pooled: a probe checks that a new connection
+/// can be made. A failure says why, for the log line that marks the
+/// backend down.
+pub async fn probe(pool: &Pool, path: &str, timeout: Duration) -> Result<(), String> {
     let attempt = async {
-        let mut s = TcpStream::connect(addr).await?;
-        let _ = s.set_nodelay(true);
-        let req = format!(
-            "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: sticky-gateway-health\r\nConnection: close\r\n\r\n"
-        );
-        s.write_all(req.as_bytes()).await?;
-        let mut buf = [0u8; 32];
-        let mut n = 0;
-        while n < 12 {
-            let k = s.read(&mut buf[n..]).await?;
-            if k == 0 {
-                break;
-            }
-            n += k;
+        let conn = pool.dial().await.map_err(|e| e.to_string())?;
+        let (parts, ()) = Request::get(path)
+            .header(
+                USER_AGENT,
+                HeaderValue::from_static("sticky-gateway-health"),
+            )
+            .header(CONNECTION, HeaderValue::from_static("close"))
+            .body(())
+            .map_err(|e| format!("invalid probe path {path:?}: {e}"))?
+            .into_parts();
+        let empty = http_body_util::Empty::<bytes::Bytes>::new();
+        // No pool given: the answer's connection goes when its body does.
+        let response = sticky_proxy::send_over(conn, &parts, empty, pool.address())
+            .await
+            .map_err(|e| e.to_string())?;
+        match response.status().as_u16() {
+            200..=399 => Ok(()),
+            s => Err(format!("answered {s}")),
         }
-        Ok::<_, std::io::Error>(status_of(&buf[..n]))
     };
-    matches!(
-        tokio::time::timeout(timeout, attempt).await,
-        Ok(Ok(Some(200..=399)))
-    )
-}
-
-fn status_of(head: &[u8]) -> Option<u16> {
-    let s = std::str::from_utf8(head.get(..12)?).ok()?;
-    s.strip_prefix("HTTP/1.")?.get(2..5)?.parse().ok()
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("no answer within {timeout:?}")),
+    }
 }
 
 /// Spawns the probing loop of route `route`; it ends when the route is gone.
@@ -70,20 +74,18 @@ pub fn spawn(gw: Arc<Gateway>, route: String, hc: HealthCheck) -> tokio::task::J
                 let timeout = hc.timeout;
                 let id = b.id();
                 probes.spawn(async move {
-                    let ok = match pool.target() {
-                        Some(addr) => probe(addr, pool.address(), &path, timeout).await,
-                        None => false,
-                    };
-                    (id, pool.name().clone(), status, ok)
+                    let result = probe(&pool, &path, timeout).await;
+                    (id, pool.name().clone(), status, result)
                 });
             }
-            while let Some(Ok((id, name, status, ok))) = probes.join_next().await {
-                match streaks.record(id, &status, ok) {
+            while let Some(Ok((id, name, status, result))) = probes.join_next().await {
+                match streaks.record(id, &status, result.is_ok()) {
                     Some(HealthChange::Up) => {
                         tracing::info!(route = %route, backend = %name, "health check passed, backend up")
                     }
                     Some(HealthChange::Down) => {
-                        tracing::warn!(route = %route, backend = %name, "health check failed, backend down")
+                        let error = result.err().unwrap_or_default();
+                        tracing::warn!(route = %route, backend = %name, %error, "health check failed, backend down")
                     }
                     _ => {}
                 }
@@ -104,15 +106,5 @@ pub fn restart(gw: &Arc<Gateway>) {
         if let Some(hc) = &r.config.health_check {
             tasks.push(spawn(gw.clone(), r.config.name.clone(), hc.clone()));
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn status_line() {
-        assert_eq!(super::status_of(b"HTTP/1.1 204 No Content\r\n"), Some(204));
-        assert_eq!(super::status_of(b"HTTP/1.0 503 x"), Some(503));
-        assert_eq!(super::status_of(b"garbage"), None);
     }
 }

@@ -16,6 +16,7 @@ use tower_sticky::{AffinitySource, BackendTable, CookieConfig, Engine, Placement
 
 use crate::config::{GatewayConfig, Persistence, PlacementKind, RouteConfig};
 use crate::proxy::pool::{Pool, PoolSettings};
+use crate::tls::backends;
 
 /// A route's backend table: backend name → connection pool.
 pub type Table = BackendTable<String, Arc<Pool>>;
@@ -71,6 +72,22 @@ impl RouteSet {
         let mut routes = Vec::with_capacity(config.routes.len());
         for rc in &config.routes {
             let old = prev.and_then(|p| p.by_name(&rc.name));
+            // The same authorities as before: keep the running client
+            // configuration (its TLS session cache) so that the route's
+            // TLS pools, and their idle connections, carry over.
+            let kept;
+            let rc = match (
+                old.and_then(|o| o.config.backend_ca.as_ref()),
+                &rc.backend_ca,
+            ) {
+                (Some(o), Some(n)) if o == n && !std::sync::Arc::ptr_eq(o.client(), n.client()) => {
+                    let mut c = rc.clone();
+                    c.backend_ca = Some(o.clone());
+                    kept = c;
+                    &kept
+                }
+                _ => rc,
+            };
             let table = build_table(
                 rc,
                 old.map(|r| r.table.load_full()).as_deref(),
@@ -110,7 +127,8 @@ impl RouteSet {
 }
 
 /// A route's table: backends of `rc`, keeping the state of those already in
-/// `prev` and reusing their idle connections when the address is unchanged.
+/// `prev` and reusing their idle connections when the address (and, for an
+/// `https://` backend, the route's CA) is unchanged.
 /// The rules (slow start only for backends new to the set, removal grace)
 /// are the core's: [`Rebuild`].
 pub fn build_table(
@@ -121,9 +139,13 @@ pub fn build_table(
 ) -> Result<Table, String> {
     let mut rebuild = Rebuild::new(prev, now_ms);
     for b in &rc.backends {
+        let ca = rc.backend_ca.as_ref();
         let value = match rebuild.previous(&b.name) {
-            Some(o) if o.value().address() == b.address => o.value().clone(),
-            _ => Arc::new(Pool::new(&b.name, &b.address, pool)),
+            Some(o) if backends::is_same(o.value(), &b.address, ca) => o.value().clone(),
+            _ => Arc::new(
+                backends::pool(&b.name, &b.address, pool, ca)
+                    .map_err(|e| format!("backend {:?}: {e}", b.name))?,
+            ),
         };
         rebuild
             .insert(b.name.clone(), value, b.weight)
@@ -141,6 +163,7 @@ pub fn sticky_config(rc: &RouteConfig, keys: KeyRing) -> StickyConfig {
             let mut cookie = CookieConfig::new(c.name.clone())
                 .path(c.path.clone())
                 .secure(c.secure)
+                .secure_over_tls(c.secure_on_tls)
                 .http_only(c.http_only)
                 .same_site(c.same_site)
                 .lifetime(c.lifetime);
@@ -253,6 +276,37 @@ mod tests {
             2_000_000,
             "a new one ramps from the reload"
         );
+    }
+
+    #[test]
+    fn a_reload_keeps_tls_pools_while_the_ca_is_the_same() {
+        use crate::tls::backends::BackendCa;
+        use crate::tls::throwaway::Authority;
+        let dir = std::env::temp_dir().join(format!("sticky-routes-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("ca.pem");
+        let write_ca = || std::fs::write(&file, Authority::new("ca").unwrap().cert_pem).unwrap();
+        let config = || {
+            let mut rc = RouteConfig::catch_all(backends(&[("a", "https://localhost:8443")]));
+            rc.backend_ca = Some(BackendCa::load("backend_ca_file", &file).unwrap());
+            GatewayConfig::new("127.0.0.1:0".parse().unwrap(), vec![rc])
+        };
+        let pool = |set: &RouteSet| {
+            let table = set.iter().next().unwrap().table.load_full();
+            table.get_by_id("a".stable_id()).unwrap().value().clone()
+        };
+        let keys = KeyRing::generate();
+        write_ca();
+        let first = RouteSet::build(&config(), &keys, None, 0).unwrap();
+        assert!(pool(&first).is_tls());
+        // The file read again, unchanged: the same pool, idle connections and all.
+        let again = RouteSet::build(&config(), &keys, Some(&first), 0).unwrap();
+        assert!(Arc::ptr_eq(&pool(&first), &pool(&again)));
+        // Another authority: new connections, verified against it.
+        write_ca();
+        let changed = RouteSet::build(&config(), &keys, Some(&again), 0).unwrap();
+        assert!(!Arc::ptr_eq(&pool(&again), &pool(&changed)));
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -9,12 +9,12 @@ use std::task::{ready, Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::AsyncRead;
-use tokio::net::TcpStream;
 
 use crate::codec::chunked::{Chunked, Decoded};
 use crate::codec::response::ResponseFraming;
 use crate::conn::Connection;
 use crate::pool::Pool;
+use crate::stream::BackendStream;
 use crate::upgrade::Upgraded;
 
 /// Where a connection goes when its exchange completed cleanly. Implemented
@@ -24,8 +24,8 @@ pub trait Recycle<T>: Send + Sync + std::fmt::Debug {
     fn recycle(&self, conn: Connection<T>);
 }
 
-impl Recycle<TcpStream> for Pool {
-    fn recycle(&self, conn: Connection<TcpStream>) {
+impl Recycle<BackendStream> for Pool {
+    fn recycle(&self, conn: Connection<BackendStream>) {
         self.put(conn);
     }
 }
@@ -54,7 +54,7 @@ enum State {
 /// ended by an error, takes its connection with it (its framing is
 /// unknown), so no later request can read this answer's leftovers.
 #[derive(Debug)]
-pub struct ResponseBody<T = TcpStream> {
+pub struct ResponseBody<T = BackendStream> {
     state: State,
     conn: Option<Connection<T>>,
     pool: Option<Arc<dyn Recycle<T>>>,

@@ -9,9 +9,9 @@
 use std::io;
 use std::task::{Context, Poll};
 
+use crate::stream::BackendStream;
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use tokio::net::TcpStream;
 
 /// The read buffer's size: a whole small answer arrives in one read, and a
 /// read that fills the buffer is rare.
@@ -28,7 +28,7 @@ const MIN_READ_SPACE: usize = 2 * 1024;
 /// move (it is moved a few times per request; boxing took about a dozen
 /// `memcpy` calls per request off the gateway's path).
 #[derive(Debug)]
-pub struct Connection<T = TcpStream> {
+pub struct Connection<T = BackendStream> {
     pub(crate) inner: Box<Inner<T>>,
 }
 
@@ -95,16 +95,21 @@ impl<T: AsyncRead + Unpin> Connection<T> {
     }
 }
 
-impl Connection<TcpStream> {
+impl Connection<BackendStream> {
     /// Whether an idle connection can carry a request: the backend neither
     /// closed it nor sent anything since its last answer. No system call
-    /// unless the reactor saw the socket become readable.
-    pub fn is_idle_usable(&self) -> bool {
+    /// unless the reactor saw the socket become readable. Over TLS, bytes
+    /// the TLS layer already decrypted count too, and so does any record
+    /// arriving while idle (a `close_notify` most likely).
+    pub fn is_idle_usable(&mut self) -> bool {
+        if self.inner.io.has_pending_input() {
+            return false;
+        }
         // `try_read` answers `WouldBlock` from the reactor's readiness alone
         // when nothing arrived; a byte read here is stray and the connection
         // is dropped anyway.
         let mut byte = [0u8; 1];
-        matches!(self.inner.io.try_read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        matches!(self.inner.io.tcp().try_read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 }
 
@@ -123,24 +128,24 @@ mod tests {
     use super::*;
     use http_body_util::BodyExt;
     use tokio::io::AsyncWriteExt;
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
 
     async fn pair() -> (Connection, TcpStream) {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (c, s) = tokio::join!(TcpStream::connect(l.local_addr().unwrap()), l.accept());
-        (Connection::new(c.unwrap()), s.unwrap().0)
+        (Connection::new(c.unwrap().into()), s.unwrap().0)
     }
 
     #[tokio::test]
     async fn idle_check_sees_close_and_stray_bytes() {
-        let (conn, server) = pair().await;
+        let (mut conn, server) = pair().await;
         assert!(conn.is_idle_usable());
         drop(server);
         // The reactor learns of the FIN on its next turn.
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         assert!(!conn.is_idle_usable());
 
-        let (conn, mut server) = pair().await;
+        let (mut conn, mut server) = pair().await;
         server.write_all(b"HTTP/1.1 200 OK\r\n").await.unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         assert!(!conn.is_idle_usable());

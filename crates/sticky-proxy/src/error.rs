@@ -109,6 +109,10 @@ pub enum ConnectError {
     Io(io::Error),
     /// The connect timeout passed.
     Timeout,
+    /// The TLS handshake failed: most often the backend's certificate was
+    /// not verified (unknown issuer, wrong name, expired), which the error
+    /// names. Never silently accepted: the backend counts as unreachable.
+    Tls(io::Error),
 }
 
 impl fmt::Display for ConnectError {
@@ -117,6 +121,7 @@ impl fmt::Display for ConnectError {
             ConnectError::Unresolved => f.write_str("address not resolved"),
             ConnectError::Io(e) => write!(f, "connect failed: {e}"),
             ConnectError::Timeout => f.write_str("connect timed out"),
+            ConnectError::Tls(e) => write!(f, "TLS handshake failed: {e}"),
         }
     }
 }
@@ -124,7 +129,7 @@ impl fmt::Display for ConnectError {
 impl std::error::Error for ConnectError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            ConnectError::Io(e) => Some(e),
+            ConnectError::Io(e) | ConnectError::Tls(e) => Some(e),
             _ => None,
         }
     }

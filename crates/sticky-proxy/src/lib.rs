@@ -30,6 +30,14 @@
 //!   ([`Error::is_unsent`]): only an unsent request is safe to send to
 //!   another backend.
 //!
+//! # TLS to backends
+//! With the `tls` cargo feature, a [`Pool`] may speak TLS to its backend
+//! (`Pool::with_tls`, see the `tls` module): rustls with the ring provider,
+//! certificates verified against the roots the caller trusts, SNI the
+//! backend's host name, ALPN `http/1.1`. Connections are a
+//! [`BackendStream`], an enum of plain TCP and TLS, so a plain backend's
+//! path pays one branch and no allocation for it.
+//!
 //! # Where it differs from hyper's client
 //! The differential harness (`tests/differential.rs`) feeds the same
 //! backend bytes to this client and to `hyper::client::conn::http1` and
@@ -89,6 +97,9 @@ pub mod fuzzing;
 pub mod hop;
 pub mod pool;
 mod service;
+mod stream;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod trailers;
 pub mod upgrade;
 
@@ -98,4 +109,5 @@ pub use error::{ConnectError, Error, ProtocolError, RequestError};
 pub use hop::HopByHop;
 pub use pool::{Pool, PoolSettings};
 pub use service::{send_over, Backend, InterimResponses};
+pub use stream::BackendStream;
 pub use upgrade::{tunnel, Upgraded};

@@ -7,6 +7,10 @@
 //! (see [`ResponseBody`](crate::ResponseBody)), and the idle set is large
 //! enough to cover peak concurrency (an idle pool smaller than the number of
 //! concurrent requests makes every request beyond it dial).
+//!
+//! With the `tls` feature a pool may speak TLS to its backend
+//! (`Pool::with_tls`): a new connection is dialled, then handshaken, and
+//! pooled like a plain one afterwards.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -16,6 +20,7 @@ use tokio::net::TcpStream;
 
 use crate::conn::Connection;
 pub use crate::error::ConnectError;
+use crate::stream::BackendStream;
 
 /// Pool settings shared by every backend of a gateway.
 #[derive(Clone, Copy, Debug)]
@@ -50,6 +55,8 @@ pub struct Pool {
     resolved: Mutex<Vec<SocketAddr>>,
     idle: Mutex<Vec<(Connection, Instant)>>,
     settings: PoolSettings,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::BackendTls>,
 }
 
 impl Pool {
@@ -66,6 +73,36 @@ impl Pool {
             resolved: Mutex::new(resolved),
             idle: Mutex::new(Vec::new()),
             settings,
+            #[cfg(feature = "tls")]
+            tls: None,
+        }
+    }
+
+    /// The same pool speaking TLS to its backend: each new connection is
+    /// handshaken with `tls` before it carries a request, and a handshake
+    /// that fails (an unverified certificate above all) is a
+    /// [`ConnectError::Tls`].
+    #[cfg(feature = "tls")]
+    pub fn with_tls(mut self, tls: crate::tls::BackendTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// How the pool speaks TLS, if it does.
+    #[cfg(feature = "tls")]
+    pub fn tls(&self) -> Option<&crate::tls::BackendTls> {
+        self.tls.as_ref()
+    }
+
+    /// Whether connections to the backend are TLS.
+    pub fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        {
+            self.tls.is_some()
+        }
+        #[cfg(not(feature = "tls"))]
+        {
+            false
         }
     }
 
@@ -117,7 +154,7 @@ impl Pool {
     pub fn take(&self) -> Option<Connection> {
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap();
-        while let Some((c, since)) = idle.pop() {
+        while let Some((mut c, since)) = idle.pop() {
             if now.saturating_duration_since(since) < self.settings.idle_timeout
                 && c.is_idle_usable()
             {
@@ -172,9 +209,21 @@ impl Pool {
         Err(last)
     }
 
-    /// Opens a new connection.
+    /// Opens a new connection (and, for a TLS backend, handshakes within
+    /// the connect timeout).
     pub async fn dial(&self) -> Result<Connection, ConnectError> {
-        self.connect().await.map(Connection::new)
+        let tcp = self.connect().await?;
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            return match tokio::time::timeout(self.settings.connect_timeout, tls.handshake(tcp))
+                .await
+            {
+                Ok(Ok(stream)) => Ok(Connection::new(stream)),
+                Ok(Err(e)) => Err(ConnectError::Tls(e)),
+                Err(_) => Err(ConnectError::Timeout),
+            };
+        }
+        Ok(Connection::new(BackendStream::Plain(tcp)))
     }
 
     /// An idle pooled connection, or a new one.

@@ -253,7 +253,7 @@ mod tests {
         server.set_linger(Some(Duration::ZERO)).unwrap();
         drop(server);
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let mut conn = Connection::new(c.unwrap());
+        let mut conn = Connection::new(c.unwrap().into());
         if reused {
             conn.finish_exchange();
         }

@@ -10,15 +10,15 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
 use crate::conn::Connection;
+use crate::stream::BackendStream;
 
 /// A backend connection after a protocol switch. Reads first yield the
 /// bytes the backend sent right after its `101` (read with the head), then
 /// the stream's.
 #[derive(Debug)]
-pub struct Upgraded<T = TcpStream> {
+pub struct Upgraded<T = BackendStream> {
     io: T,
     early: BytesMut,
 }

@@ -43,6 +43,7 @@ pub struct CookieConfig {
     path: Option<String>,
     domain: Option<String>,
     secure: bool,
+    secure_over_tls: bool,
     http_only: bool,
     same_site: Option<SameSite>,
     lifetime: CookieLifetime,
@@ -50,6 +51,11 @@ pub struct CookieConfig {
     /// cookie crate when the configuration is built, so that issuing a
     /// cookie is one small allocation and a copy.
     suffix: String,
+    /// The same for a response to a request that arrived over TLS (with
+    /// `Secure` unless turned off there), also formatted once: the front
+    /// only says how the request arrived, and no header is parsed and
+    /// rebuilt to add the attribute.
+    suffix_tls: String,
 }
 
 impl Default for CookieConfig {
@@ -66,16 +72,25 @@ impl CookieConfig {
             path: Some("/".into()),
             domain: None,
             secure: false,
+            secure_over_tls: true,
             http_only: true,
             same_site: Some(SameSite::Lax),
             lifetime: CookieLifetime::Session,
             suffix: String::new(),
+            suffix_tls: String::new(),
         }
         .formatted()
     }
 
-    /// Formats the attributes with the cookie crate (quoting, order, names).
+    /// Formats the attributes with the cookie crate (quoting, order, names),
+    /// for plain and for TLS requests.
     fn formatted(mut self) -> Self {
+        self.suffix = self.format_suffix(self.secure);
+        self.suffix_tls = self.format_suffix(self.secure || self.secure_over_tls);
+        self
+    }
+
+    fn format_suffix(&self, secure: bool) -> String {
         let mut c = cookie::Cookie::new(self.name.as_str(), "");
         if let Some(p) = &self.path {
             c.set_path(p.as_str());
@@ -85,7 +100,7 @@ impl CookieConfig {
         }
         c.set_http_only(self.http_only);
         let same_site_none = self.same_site == Some(SameSite::None);
-        c.set_secure(self.secure || same_site_none);
+        c.set_secure(secure || same_site_none);
         c.set_same_site(self.same_site.map(|s| match s {
             SameSite::Strict => cookie::SameSite::Strict,
             SameSite::Lax => cookie::SameSite::Lax,
@@ -95,8 +110,7 @@ impl CookieConfig {
             c.set_max_age(cookie::time::Duration::seconds(d.as_secs() as i64));
         }
         let full = c.to_string();
-        self.suffix = full[self.name.len() + 1..].to_owned();
-        self
+        full[self.name.len() + 1..].to_owned()
     }
 
     /// The cookie name.
@@ -116,9 +130,21 @@ impl CookieConfig {
         self.formatted()
     }
 
-    /// Sets `Secure` (only sent over HTTPS).
+    /// Sets `Secure` (only sent over HTTPS) on every cookie, however the
+    /// request arrived.
     pub fn secure(mut self, secure: bool) -> Self {
         self.secure = secure;
+        self.formatted()
+    }
+
+    /// Whether the cookie is `Secure` in answers to requests that arrived
+    /// over TLS, which the front reports with
+    /// [`Routed::arrived_over_tls`](crate::Routed::arrived_over_tls). On by
+    /// default: a site served over HTTPS wants its affinity cookie kept off
+    /// plain HTTP. Off, only [`CookieConfig::secure`] decides (for a site
+    /// also served over plain HTTP that must keep its sessions there).
+    pub fn secure_over_tls(mut self, secure: bool) -> Self {
+        self.secure_over_tls = secure;
         self.formatted()
     }
 
@@ -140,13 +166,24 @@ impl CookieConfig {
         self.formatted()
     }
 
-    /// The `Set-Cookie` value carrying `token`.
+    /// The `Set-Cookie` value carrying `token`, as configured.
     pub fn set_cookie(&self, token: &str) -> HeaderValue {
-        let mut v = String::with_capacity(self.name.len() + 1 + token.len() + self.suffix.len());
+        self.with_suffix(token, &self.suffix)
+    }
+
+    /// The `Set-Cookie` value carrying `token` in an answer to a request
+    /// that arrived over TLS: `Secure` unless
+    /// [`CookieConfig::secure_over_tls`] turned that off.
+    pub fn set_cookie_over_tls(&self, token: &str) -> HeaderValue {
+        self.with_suffix(token, &self.suffix_tls)
+    }
+
+    fn with_suffix(&self, token: &str, suffix: &str) -> HeaderValue {
+        let mut v = String::with_capacity(self.name.len() + 1 + token.len() + suffix.len());
         v.push_str(&self.name);
         v.push('=');
         v.push_str(token);
-        v.push_str(&self.suffix);
+        v.push_str(suffix);
         HeaderValue::try_from(v).expect("cookie attributes are valid header text")
     }
 }

@@ -189,6 +189,31 @@ address = "127.0.0.1:9001"
         assert!(check_address("x").is_err());
         assert!(parse_backend_flag("a=127.0.0.1:1").is_ok());
         assert!(parse_backend_flag("127.0.0.1:1").is_err());
+        assert!(check_address("https://app-1.internal:8443").is_ok());
+        assert!(check_address("https://[::1]:8443").is_ok());
+        assert!(check_address("http://app:80").is_ok());
+        let e = check_address("https://app").unwrap_err();
+        assert!(e.contains("https://HOST:PORT"), "{e}");
+        assert!(parse_backend_flag("a=https://localhost:8443").is_ok());
+    }
+
+    #[test]
+    fn https_backends_need_a_ca_file() {
+        let https = MINIMAL.replace("127.0.0.1:9001", "https://localhost:9001");
+        let e = GatewayConfig::from_toml(&https).unwrap_err();
+        assert_eq!(e.field, "routes[0].backends[0].address");
+        assert!(e.reason.contains("backend_ca_file"), "{e}");
+        let e = GatewayConfig::from_toml(&format!(
+            "backend_ca_file = \"/nonexistent/ca.pem\"\n{https}"
+        ))
+        .unwrap_err();
+        assert_eq!(e.field, "backend_ca_file");
+        let e = GatewayConfig::from_toml(&https.replace(
+            "[[routes]]",
+            "[[routes]]\nbackend_ca_file = \"/nonexistent/ca.pem\"",
+        ))
+        .unwrap_err();
+        assert_eq!(e.field, "routes[0].backend_ca_file");
     }
 
     #[test]

@@ -190,7 +190,7 @@ pub struct HealthCheck {
 pub struct BackendConfig {
     /// Stable name (its id derives from it).
     pub name: String,
-    /// `HOST:PORT`.
+    /// `HOST:PORT`, or `https://HOST:PORT` for TLS to the backend.
     pub address: String,
     /// Placement weight.
     pub weight: u32,
@@ -233,6 +233,9 @@ pub struct RouteConfig {
     pub health_check: Option<HealthCheck>,
     /// Passive ejection.
     pub ejection: Ejection,
+    /// The authorities the route's `https://` backends are verified
+    /// against (the route's `backend_ca_file`, else the file's).
+    pub backend_ca: Option<crate::tls::backends::BackendCa>,
     /// The backends the route balances over, named so that sessions
     /// survive address changes.
     pub backends: Vec<BackendConfig>,
@@ -258,6 +261,7 @@ impl RouteConfig {
             strip_token: true,
             health_check: None,
             ejection: Ejection::default(),
+            backend_ca: None,
             backends,
         }
     }

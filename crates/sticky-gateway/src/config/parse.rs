@@ -34,12 +34,20 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(n.saturating_mul(ms)))
 }
 
-/// Checks `HOST:PORT` (host a name or an IP literal, `[v6]` in brackets).
-pub fn check_address(text: &str) -> Result<(), String> {
+/// Checks `HOST:PORT` (host a name or an IP literal, `[v6]` in brackets),
+/// optionally after `https://` (TLS to the backend) or `http://`.
+pub fn check_address(full: &str) -> Result<(), String> {
+    let (tls, text) = crate::tls::backends::split_scheme(full);
     if text.parse::<SocketAddr>().is_ok() {
         return Ok(());
     }
-    let bad = || format!("invalid socket address {text:?}, expected HOST:PORT");
+    let bad = || {
+        if tls {
+            format!("invalid backend address {full:?}, expected https://HOST:PORT")
+        } else {
+            format!("invalid socket address {full:?}, expected HOST:PORT")
+        }
+    };
     let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
     port.parse::<u16>().map_err(|_| bad())?;
     let ok_host = !host.is_empty()
@@ -82,7 +90,7 @@ pub fn check_token_name(field: &str, name: &str) -> Result<(), ConfigError> {
     }
 }
 
-/// Parses one `--backend NAME=HOST:PORT`.
+/// Parses one `--backend NAME=HOST:PORT` (or `NAME=https://HOST:PORT`).
 pub fn parse_backend_flag(v: &str) -> Result<BackendConfig, String> {
     let (name, address) = v
         .split_once('=')

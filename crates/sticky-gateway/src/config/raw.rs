@@ -29,6 +29,9 @@ pub struct RawConfig {
     pub file_watch_interval: Option<String>,
     /// Key file: one base64 key per line, the sealing key first.
     pub key_file: Option<PathBuf>,
+    /// PEM certificates of the authorities `https://` backends are
+    /// verified against (every route; a route may set its own).
+    pub backend_ca_file: Option<PathBuf>,
     /// Worker threads.
     pub threads: Option<usize>,
     /// `text` or `json`.
@@ -106,6 +109,9 @@ pub struct RawRoute {
     /// Passive ejection.
     #[serde(default)]
     pub ejection: RawEjection,
+    /// PEM certificates of the authorities this route's `https://`
+    /// backends are verified against (instead of the file's).
+    pub backend_ca_file: Option<PathBuf>,
     /// The backend pool.
     #[serde(default)]
     pub backends: Vec<RawBackend>,
@@ -188,7 +194,7 @@ pub struct RawEjection {
 pub struct RawBackend {
     /// Stable name: sessions are pinned to it.
     pub name: Option<String>,
-    /// `HOST:PORT`.
+    /// `HOST:PORT`, or `https://HOST:PORT` for TLS to the backend.
     pub address: Option<String>,
     /// Weight for weighted placement.
     pub weight: Option<u32>,

@@ -8,6 +8,8 @@ use tower_sticky::{CookieLifetime, Ejection, SameSite};
 use super::defaults;
 use super::parse::{check_address, check_token_name, parse_duration, parse_failover};
 use super::raw::{RawConfig, RawRoute};
+use crate::tls::backends::BackendCa;
+
 use super::{
     default_threads, BackendConfig, ConfigError, CookieSettings, GatewayConfig, HealthCheck,
     Limits, LogFormat, Persistence, PlacementKind, RouteConfig, Timeouts,
@@ -118,9 +120,22 @@ pub fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
             "at least one [[routes]] entry is required",
         ));
     }
+    let backend_ca = raw
+        .backend_ca_file
+        .as_deref()
+        .map(|f| BackendCa::load("backend_ca_file", f))
+        .transpose()?;
     let mut routes = Vec::with_capacity(raw.routes.len());
     for (i, r) in raw.routes.into_iter().enumerate() {
-        let route = validate_route(&format!("routes[{i}]"), r)?;
+        let at = format!("routes[{i}]");
+        let own_ca = r
+            .backend_ca_file
+            .as_deref()
+            .map(|f| BackendCa::load(&format!("{at}.backend_ca_file"), f))
+            .transpose()?;
+        let mut route = validate_route(&at, r)?;
+        route.backend_ca = own_ca.or_else(|| backend_ca.clone());
+        crate::tls::backends::check_route(&at, &route, "backend_ca_file")?;
         if routes.iter().any(|o: &RouteConfig| o.name == route.name) {
             return Err(ConfigError::new(
                 format!("routes[{i}].name"),
@@ -384,6 +399,7 @@ fn validate_route(at: &str, r: RawRoute) -> Result<RouteConfig, ConfigError> {
         strip_token: p.strip_token.unwrap_or(true),
         health_check,
         ejection,
+        backend_ca: None,
         backends,
     })
 }

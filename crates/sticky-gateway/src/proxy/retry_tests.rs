@@ -101,7 +101,7 @@ async fn reset_pooled_connection() -> BackendConn {
     server.set_linger(Some(Duration::ZERO)).unwrap();
     drop(server);
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let mut conn = BackendConn::new(client.unwrap());
+    let mut conn = BackendConn::new(client.unwrap().into());
     conn.finish_exchange();
     conn
 }

@@ -157,6 +157,10 @@ async fn forward(
     let (mut routed, mut pool) = {
         let table = route.table.load();
         let mut routed = engine.decide(&table, &parts, |_| true);
+        if conn.tls {
+            // The engine writes our cookie `Secure` itself (as configured).
+            routed.arrived_over_tls();
+        }
         let Some(backend) = routed.target().and_then(|i| table.get(i)) else {
             return rejected(routed);
         };
@@ -207,11 +211,7 @@ async fn forward(
     // The result counts now; the request stays in flight until its
     // response body has streamed to the client.
     routed.record(!response.status().is_server_error());
-    let mut served = respond(gw, route, routed, response, &pool, client_upgrade);
-    if conn.tls {
-        crate::tls::secure_cookie(&route.config, served.response.headers_mut());
-    }
-    served
+    respond(gw, route, routed, response, &pool, client_upgrade)
 }
 
 /// A request the client should not have sent (400, or 501 for an unknown

@@ -29,9 +29,13 @@
 //! are untouched.
 //!
 //! On a TLS listener the affinity cookie is `Secure` unless the route sets
-//! `cookie_config.secure = false`, and backends see
-//! `X-Forwarded-Proto: https`.
+//! `cookie_config.secure = false` (the engine writes it so, told that the
+//! request arrived over TLS: nothing rewrites the header afterwards), and
+//! backends see `X-Forwarded-Proto: https`.
+//!
+//! TLS to backends (`https://` backend addresses) is in [`backends`].
 
+pub mod backends;
 pub mod certs;
 pub mod config;
 mod listener;
@@ -40,15 +44,13 @@ pub mod reload;
 pub mod sni;
 pub mod throwaway;
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 pub use certs::LoadError;
 pub use config::{CertificateFiles, TlsListenerConfig};
 pub use listener::{bind, serve, server_config, TlsListener};
 pub use redirect::{redirect_location, serve_redirect};
 pub use sni::{CertStore, SniCerts};
-
-use crate::config::{Persistence, RouteConfig};
 
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
@@ -57,47 +59,13 @@ pub(crate) fn mark_forwarded_https(headers: &mut HeaderMap) {
     headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("https"));
 }
 
-/// Adds `Secure` to the route's own affinity cookie in a response sent
-/// over TLS, unless the route's cookie settings turned it off (or it is
-/// `Secure` everywhere already). Only responses that set our cookie (a new
-/// or changed pin, an idle refresh) pay for it.
-pub(crate) fn secure_cookie(route: &RouteConfig, headers: &mut HeaderMap) {
-    let Persistence::Cookie(c) = &route.persistence else {
-        return;
-    };
-    if c.secure || !c.secure_on_tls {
-        return;
-    }
-    let header::Entry::Occupied(mut e) = headers.entry(header::SET_COOKIE) else {
-        return;
-    };
-    for v in e.iter_mut() {
-        let b = v.as_bytes();
-        let ours =
-            b.len() > c.name.len() && b.starts_with(c.name.as_bytes()) && b[c.name.len()] == b'=';
-        if !ours || has_secure(b) {
-            continue;
-        }
-        let mut s = Vec::with_capacity(b.len() + 8);
-        s.extend_from_slice(b);
-        s.extend_from_slice(b"; Secure");
-        if let Ok(nv) = HeaderValue::from_bytes(&s) {
-            *v = nv;
-        }
-    }
-}
-
-fn has_secure(cookie: &[u8]) -> bool {
-    cookie
-        .split(|&b| b == b';')
-        .skip(1)
-        .any(|a| a.trim_ascii().eq_ignore_ascii_case(b"secure"))
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::config::{BackendConfig, CookieSettings};
+    use http::header::{self, HeaderMap, HeaderValue};
+    use tower_sticky::token::KeyRing;
+    use tower_sticky::{BackendTable, Engine};
+
+    use crate::config::{BackendConfig, CookieSettings, Persistence, RouteConfig};
 
     fn route(secure: bool, secure_on_tls: bool) -> RouteConfig {
         let mut r = RouteConfig::catch_all(vec![BackendConfig {
@@ -112,45 +80,44 @@ mod tests {
         r
     }
 
-    fn headers() -> HeaderMap {
+    /// The Set-Cookie values of a new session's response, over TLS or not,
+    /// beside the application's own cookie.
+    fn issued(route: &RouteConfig, over_tls: bool) -> Vec<String> {
+        let engine = Engine::new(crate::routes::sticky_config(route, KeyRing::generate()));
+        let mut table = BackendTable::<&str>::new();
+        table.insert("a", (), 1).unwrap();
+        let (parts, ()) = http::Request::new(()).into_parts();
+        let mut routed = engine.decide(&table, &parts, |_| true);
+        if over_tls {
+            routed.arrived_over_tls();
+        }
         let mut h = HeaderMap::new();
         h.append(
             header::SET_COOKIE,
             HeaderValue::from_static("app=1; Path=/"),
         );
-        h.append(
-            header::SET_COOKIE,
-            HeaderValue::from_static("sticky=tok; HttpOnly; SameSite=Lax; Path=/"),
-        );
-        h
-    }
-
-    fn cookies(h: &HeaderMap) -> Vec<&str> {
+        routed.tag_response(&engine, &mut h);
         h.get_all(header::SET_COOKIE)
             .iter()
-            .map(|v| v.to_str().unwrap())
+            .map(|v| v.to_str().unwrap().to_owned())
             .collect()
     }
 
     #[test]
     fn only_our_cookie_becomes_secure_and_only_once() {
-        let mut h = headers();
-        secure_cookie(&route(false, true), &mut h);
-        assert_eq!(
-            cookies(&h),
-            [
-                "app=1; Path=/",
-                "sticky=tok; HttpOnly; SameSite=Lax; Path=/; Secure"
-            ]
-        );
-        secure_cookie(&route(false, true), &mut h);
-        assert_eq!(cookies(&h)[1].matches("Secure").count(), 1);
+        let set = issued(&route(false, true), true);
+        assert_eq!(set[0], "app=1; Path=/");
+        assert!(set[1].starts_with("sticky="), "{set:?}");
+        assert_eq!(set[1].matches("Secure").count(), 1, "{set:?}");
+        assert!(!issued(&route(false, true), false)[1].contains("Secure"));
+        let everywhere = issued(&route(true, true), true);
+        assert_eq!(everywhere[1].matches("Secure").count(), 1, "{everywhere:?}");
     }
 
     #[test]
     fn secure_false_keeps_the_cookie_as_it_is() {
-        let mut h = headers();
-        secure_cookie(&route(false, false), &mut h);
-        assert_eq!(cookies(&h), cookies(&headers()));
+        let set = issued(&route(false, false), true);
+        assert_eq!(set[0], "app=1; Path=/");
+        assert!(!set[1].contains("Secure"), "{set:?}");
     }
 }

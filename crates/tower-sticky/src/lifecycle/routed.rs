@@ -81,6 +81,8 @@ pub struct Routed {
     unreachable: u32,
     /// The current attempt was reported unreachable and not yet re-decided.
     reported: bool,
+    /// The request arrived over TLS ([`Routed::arrived_over_tls`]).
+    over_tls: bool,
 }
 
 impl Routed {
@@ -92,7 +94,22 @@ impl Routed {
             tried: [None; MAX_TRIED],
             unreachable: 0,
             reported: false,
+            over_tls: false,
         }
+    }
+
+    /// Tells the engine the request arrived over TLS, so that the cookie it
+    /// issues is `Secure` (unless the cookie's
+    /// [`secure_over_tls`](crate::CookieConfig::secure_over_tls) is off).
+    /// Only the front knows how the request came in; without this call the
+    /// cookie is as configured ([`CookieConfig::secure`](crate::CookieConfig::secure)).
+    pub fn arrived_over_tls(&mut self) {
+        self.over_tls = true;
+    }
+
+    /// Whether the front reported the request as arrived over TLS.
+    pub fn is_over_tls(&self) -> bool {
+        self.over_tls
     }
 
     /// The decision as it stands (after any reroute).
@@ -224,7 +241,8 @@ impl Routed {
     }
 
     /// The response edits: `Set-Cookie` appended (or our response header
-    /// set) with a freshly sealed token when one is issued or refreshed,
+    /// set) with a freshly sealed token when one is issued or refreshed
+    /// (`Secure` when the request [arrived over TLS](Routed::arrived_over_tls)),
     /// and `Cache-Control: private` so that no shared cache hands it to
     /// another user. Empty on the hit path. The value form of
     /// [`Routed::tag_response`]; `headers` are the response's, read for
@@ -238,7 +256,11 @@ impl Routed {
         match &engine.config().source.0 {
             Source::Cookie(c) => edits.push(HeaderEdit::append(
                 SET_COOKIE,
-                c.set_cookie(sealed.as_str()),
+                if self.over_tls {
+                    c.set_cookie_over_tls(sealed.as_str())
+                } else {
+                    c.set_cookie(sealed.as_str())
+                },
             )),
             Source::Header(h) => edits.push(HeaderEdit::insert(
                 h.clone(),

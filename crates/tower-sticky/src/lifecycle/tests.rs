@@ -246,3 +246,48 @@ fn a_routed_request_crosses_await_points_and_threads() {
     send_sync::<super::HeaderEdits>();
     send_sync::<Engine>();
 }
+
+/// The Secure attribute follows the request's transport, decided where the
+/// cookie is written: the application's own cookie is left as it is, ours
+/// carries `Secure` once, and `secure_over_tls(false)` keeps it off.
+#[test]
+fn a_request_over_tls_gets_a_secure_cookie_unless_turned_off() {
+    use crate::{AffinitySource, CookieConfig};
+    let clock = Clock::manual(T0);
+    let t = table(&["a", "b"]);
+    let issue = |cookie: CookieConfig, over_tls: bool| {
+        let engine = Engine::new(config(&clock).source(AffinitySource::cookie(cookie)));
+        let (fresh, ()) = Request::new(()).into_parts();
+        let mut routed = engine.decide(&t, &fresh, |_| true);
+        if over_tls {
+            routed.arrived_over_tls();
+        }
+        assert_eq!(routed.is_over_tls(), over_tls);
+        let mut res = HeaderMap::new();
+        res.append(SET_COOKIE, HeaderValue::from_static("app=1; Path=/"));
+        routed.tag_response(&engine, &mut res);
+        let all: Vec<String> = res
+            .get_all(SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            all[0], "app=1; Path=/",
+            "the application's cookie is untouched"
+        );
+        all[1].clone()
+    };
+    let ours = issue(CookieConfig::new("sticky"), true);
+    assert!(ours.starts_with("sticky="), "{ours}");
+    assert_eq!(ours.matches("Secure").count(), 1, "{ours}");
+    assert!(!issue(CookieConfig::new("sticky"), false).contains("Secure"));
+    let off = CookieConfig::new("sticky").secure_over_tls(false);
+    assert!(!issue(off.clone(), true).contains("Secure"));
+    // Secure everywhere stays Secure, once, whatever the transport.
+    let everywhere = CookieConfig::new("sticky").secure(true);
+    assert_eq!(
+        issue(everywhere.clone(), false).matches("Secure").count(),
+        1
+    );
+    assert_eq!(issue(everywhere, true).matches("Secure").count(), 1);
+}
