@@ -71,16 +71,23 @@ impl RouteSet {
         let mut routes = Vec::with_capacity(config.routes.len());
         for rc in &config.routes {
             let old = prev.and_then(|p| p.by_name(&rc.name));
-            let table = build_table(
-                rc,
-                old.map(|r| r.table.load_full()).as_deref(),
-                pool,
-                now_ms,
-            )?;
+            let fed = config.fed_route() == Some(rc.name.as_str());
+            let table = match old {
+                // A state source owns this route's backends: a reload of the
+                // file keeps them as they are (the source applies the next
+                // snapshot to the new route, see `crate::state::apply`).
+                Some(o) if fed => o.table.load_full(),
+                _ => Arc::new(build_table(
+                    rc,
+                    old.map(|r| r.table.load_full()).as_deref(),
+                    pool,
+                    now_ms,
+                )?),
+            };
             routes.push(Arc::new(Route {
                 config: rc.clone(),
                 engine: Engine::new(sticky_config(rc, keys.clone())),
-                table: ArcSwap::from_pointee(table),
+                table: ArcSwap::new(table),
             }));
         }
         routes.sort_by_key(|r| {

@@ -67,7 +67,11 @@ mod tests {
 
     #[test]
     fn admin_state_names_round_trip() {
-        for s in [AdminState::Active, AdminState::Draining, AdminState::Disabled] {
+        for s in [
+            AdminState::Active,
+            AdminState::Draining,
+            AdminState::Disabled,
+        ] {
             assert_eq!(AdminState::parse(s.as_str()), Some(s));
         }
         assert_eq!(AdminState::parse("Draining"), None, "names are exact");
