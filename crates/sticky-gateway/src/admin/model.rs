@@ -54,6 +54,9 @@ pub struct StoreView {
     pub stale: bool,
     /// The store revision this replica has applied.
     pub revision: u64,
+    /// The revision of the backend set in use: it moves only when the set
+    /// (membership, weights, intent) changed, not on every store revision.
+    pub snapshot_revision: u64,
     /// Seconds since the store last answered (`null`: never, since start).
     pub last_sync_age_seconds: Option<f64>,
     /// The revision of the last operator-intent change (drain, activate):

@@ -299,6 +299,7 @@ impl SharedStore for EtcdSource {
             connected: self.is_connected(),
             stale: self.stale.load(Relaxed),
             revision: self.applied_revision(),
+            snapshot_revision: v.snapshot.as_ref().map_or(0, |s| s.revision),
             last_sync_age_seconds: (last > 0).then(|| now.saturating_sub(last) as f64 / 1000.0),
             intent_revision: v.intent_revision,
             replicas,
