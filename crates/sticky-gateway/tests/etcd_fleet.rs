@@ -21,7 +21,9 @@ fn stats_store(body: &str) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_through_one_replica_reaches_the_others_within_a_second() {
-    let Some(etcd) = Etcd::start("drain").await else { return };
+    let Some(etcd) = Etcd::start("drain").await else {
+        return;
+    };
     let mut c = etcd.client().await;
     let prefix = "sticky/drain";
     for (i, n) in ["b1", "b2", "b3"].iter().enumerate() {
@@ -60,7 +62,10 @@ async fn a_drain_through_one_replica_reaches_the_others_within_a_second() {
         for i in 0..200 {
             let to = r.gateway.decide("default", &fresh()).unwrap();
             assert_ne!(to, "b2", "a new session placed on draining b2");
-            let pinned_to = r.gateway.decide("default", &pinned(&keys, "b2", i)).unwrap();
+            let pinned_to = r
+                .gateway
+                .decide("default", &pinned(&keys, "b2", i))
+                .unwrap();
             assert_eq!(pinned_to, "b2", "a session pinned to b2 stays there");
         }
     }
@@ -79,18 +84,22 @@ async fn a_drain_through_one_replica_reaches_the_others_within_a_second() {
     .await;
     // The fleet estimate merges B's and C's sketches: 2 x 500 new sessions,
     // and the 200 pinned to b2 that reached both (counted once).
-    common::eventually(5, "the fleet estimate counts every replica's sessions", || async {
-        let all = common::admin_backends(admin_a).await;
-        let total: u64 = all
-            .iter()
-            .map(|b| b["fleet_active_sessions"].as_u64().unwrap_or(0))
-            .sum();
-        let local: u64 = all
-            .iter()
-            .map(|b| b["active_sessions"].as_u64().unwrap_or(0))
-            .sum();
-        local == 0 && (1140..=1260).contains(&total)
-    })
+    common::eventually(
+        5,
+        "the fleet estimate counts every replica's sessions",
+        || async {
+            let all = common::admin_backends(admin_a).await;
+            let total: u64 = all
+                .iter()
+                .map(|b| b["fleet_active_sessions"].as_u64().unwrap_or(0))
+                .sum();
+            let local: u64 = all
+                .iter()
+                .map(|b| b["active_sessions"].as_u64().unwrap_or(0))
+                .sum();
+            local == 0 && (1140..=1260).contains(&total)
+        },
+    )
     .await;
     // Activate through C: everyone takes b2 again.
     let (status, body) = admin(cc.admin_addr.unwrap(), "POST", "/backends/b2/activate").await;
@@ -110,7 +119,9 @@ async fn a_drain_through_one_replica_reaches_the_others_within_a_second() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_at_the_same_revision_route_ten_thousand_tokens_identically() {
-    let Some(etcd) = Etcd::start("same").await else { return };
+    let Some(etcd) = Etcd::start("same").await else {
+        return;
+    };
     let mut c = etcd.client().await;
     let prefix = "sticky/same";
     let names = ["b1", "b2", "b3", "b4", "b5"];
@@ -126,7 +137,10 @@ async fn replicas_at_the_same_revision_route_ten_thousand_tokens_identically() {
     }
     let views: Vec<Vec<(String, bool)>> = fleet.iter().map(backends).collect();
     assert!(views.iter().all(|v| *v == views[0]), "{views:?}");
-    assert!(!views[0].iter().any(|(n, _)| n == "b4"), "disabled: not routed");
+    assert!(
+        !views[0].iter().any(|(n, _)| n == "b4"),
+        "disabled: not routed"
+    );
     let mut rng = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = || {
         rng ^= rng << 13;
@@ -152,7 +166,10 @@ async fn replicas_at_the_same_revision_route_ten_thousand_tokens_identically() {
             failed_over += 1;
         }
     }
-    assert!(failed_over > 2_000, "tokens of b4 and gone fail over: {failed_over}");
+    assert!(
+        failed_over > 2_000,
+        "tokens of b4 and gone fail over: {failed_over}"
+    );
     for r in fleet {
         r.shutdown().await;
     }
@@ -162,7 +179,9 @@ async fn replicas_at_the_same_revision_route_ten_thousand_tokens_identically() {
 fn a_replica_whose_lease_expires_loses_its_registration() {
     let main = tokio::runtime::Runtime::new().unwrap();
     let other = tokio::runtime::Runtime::new().unwrap();
-    let Some(etcd) = main.block_on(Etcd::start("lease")) else { return };
+    let Some(etcd) = main.block_on(Etcd::start("lease")) else {
+        return;
+    };
     let prefix = "sticky/lease";
     let keys = KeyRing::generate();
     let mut a_conf = etcd_config(vec![etcd.url()], prefix);

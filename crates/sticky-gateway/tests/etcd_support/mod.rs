@@ -91,11 +91,23 @@ impl Etcd {
             .args(["--name", "t", "--data-dir"])
             .arg(self.dir.join("data"))
             .args(["--listen-client-urls", &c, "--advertise-client-urls", &c])
-            .args(["--listen-peer-urls", &p, "--initial-advertise-peer-urls", &p])
+            .args([
+                "--listen-peer-urls",
+                &p,
+                "--initial-advertise-peer-urls",
+                &p,
+            ])
             .args(["--initial-cluster", &format!("t={p}")])
             .args(["--heartbeat-interval", "10", "--election-timeout", "100"])
             .args(["--experimental-watch-progress-notify-interval", "1s"])
-            .args(["--logger", "zap", "--log-outputs", "stderr", "--log-level", "error"])
+            .args([
+                "--logger",
+                "zap",
+                "--log-outputs",
+                "stderr",
+                "--log-level",
+                "error",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -104,9 +116,11 @@ impl Etcd {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Ok(Ok(mut cl)) =
-                tokio::time::timeout(Duration::from_millis(500), Client::connect([c.as_str()], None))
-                    .await
+            if let Ok(Ok(mut cl)) = tokio::time::timeout(
+                Duration::from_millis(500),
+                Client::connect([c.as_str()], None),
+            )
+            .await
             {
                 if let Ok(Ok(_)) =
                     tokio::time::timeout(Duration::from_millis(500), cl.status()).await
@@ -114,7 +128,10 @@ impl Etcd {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "etcd did not become healthy in 10 s");
+            assert!(
+                Instant::now() < deadline,
+                "etcd did not become healthy in 10 s"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -166,7 +183,9 @@ impl Drop for Etcd {
     fn drop(&mut self) {
         if let Some(c) = &self.child {
             // A paused process ignores SIGKILL only until continued.
-            let _ = Command::new("kill").args(["-CONT", &c.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-CONT", &c.id().to_string()])
+                .status();
         }
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -198,7 +217,10 @@ pub async fn put_intent(c: &mut Client, prefix: &str, name: &str, state: &str) {
 /// The keys under `prefix/replicas/`.
 pub async fn replica_keys(c: &mut Client, prefix: &str) -> Vec<String> {
     let r = c
-        .get(format!("{prefix}/replicas/"), Some(GetOptions::new().with_prefix()))
+        .get(
+            format!("{prefix}/replicas/"),
+            Some(GetOptions::new().with_prefix()),
+        )
         .await
         .unwrap();
     r.kvs()
@@ -225,7 +247,9 @@ pub async fn replica(keys: &KeyRing, etcd: EtcdConfig) -> Running {
     config.admin = Some("127.0.0.1:0".parse().unwrap());
     config.access_log = false;
     config.etcd = Some(etcd);
-    run::start(config, keys.clone(), None).await.expect("replica starts")
+    run::start(config, keys.clone(), None)
+        .await
+        .expect("replica starts")
 }
 
 /// The backend names of the fed route and whether each takes new sessions.
@@ -285,14 +309,15 @@ impl Cut {
         let (o, g) = (open.clone(), gen.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((mut down, _)) = l.accept().await else { return };
+                let Ok((mut down, _)) = l.accept().await else {
+                    return;
+                };
                 if !o.load(Ordering::SeqCst) {
                     continue;
                 }
                 let mut killed = g.subscribe();
                 tokio::spawn(async move {
-                    let Ok(mut up) =
-                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    let Ok(mut up) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await
                     else {
                         return;
                     };
