@@ -26,7 +26,11 @@ use crate::gateway::Gateway;
 use crate::proxy::pool::{Pool, PoolSettings};
 
 /// Applies `snap` to the route called `route_name`: its table becomes the
-/// snapshot's backends, weights and states (see the [module docs](self)).
+/// snapshot's backends, weights and states: staying backends keep status,
+/// counters and sessions; `draining` keeps pinned sessions and takes no new
+/// ones; `disabled` is left out of the table (no removal grace), so its
+/// sessions fail over by the route's policy, alike on every replica; a
+/// backend missing from the snapshot goes with the route's `removal_grace`.
 /// The snapshot is remembered, so a configuration reload re-applies it to
 /// the rebuilt route. An unknown route or a backend name whose id collides
 /// with another's is an error, and the table is left as it was.

@@ -6,7 +6,7 @@
 //! The TOML file (reloaded on SIGHUP) is the default source and needs no
 //! store. Engine-backed sources live in submodules behind cargo features, so
 //! the default build carries none of their dependencies:
-//! [`etcd`](crate::state::etcd) (feature `etcd`).
+//! `state::etcd` (feature `etcd`).
 //!
 //! A source shared by replicas also stores operator intent: the admin API's
 //! drain and activate go through [`SharedStore::set_intent`], so a drain
