@@ -295,6 +295,9 @@ async fn act(
             Err(e @ IntentError::Unavailable(_)) => {
                 return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
             }
+            Err(e @ IntentError::NotApplied(_)) => {
+                return error(StatusCode::GATEWAY_TIMEOUT, e.to_string())
+            }
         }
     } else {
         let known = match a {

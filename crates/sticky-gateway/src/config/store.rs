@@ -226,3 +226,100 @@ impl EtcdConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::GatewayConfig;
+
+    const FED: &str = r#"
+[etcd]
+endpoints = ["http://127.0.0.1:2379"]
+prefix = "sticky/t"
+route = "api"
+
+[[routes]]
+name = "api"
+prefix = "/api"
+
+[[routes]]
+name = "web"
+[[routes.backends]]
+name = "a"
+address = "127.0.0.1:9001"
+"#;
+
+    #[cfg(feature = "etcd")]
+    #[test]
+    fn the_fed_route_needs_no_backends_and_bad_values_name_their_field() {
+        let c = GatewayConfig::from_toml(FED).unwrap();
+        assert_eq!(c.fed_route(), Some("api"));
+        let e = c.etcd.unwrap();
+        assert_eq!(e.prefix, "sticky/t");
+        assert_eq!(e.lease_ttl, super::LEASE_TTL);
+        let bad =
+            |from: &str, to: &str| GatewayConfig::from_toml(&FED.replace(from, to)).unwrap_err();
+        assert_eq!(
+            bad("route = \"api\"", "route = \"nope\"").field,
+            "etcd.route"
+        );
+        assert_eq!(
+            bad("prefix = \"sticky/t\"", "prefix = \"\"").field,
+            "etcd.prefix"
+        );
+        assert_eq!(
+            bad("endpoints = [\"http://127.0.0.1:2379\"]", "endpoints = []").field,
+            "etcd.endpoints"
+        );
+        assert_eq!(
+            bad("route = \"api\"", "route = \"api\"\nlease_ttl = \"1s\"").field,
+            "etcd.lease_ttl"
+        );
+        assert_eq!(
+            bad(
+                "route = \"api\"",
+                "route = \"api\"\npublish_interval = \"20s\""
+            )
+            .field,
+            "etcd.publish_interval"
+        );
+        assert!(bad("route = \"api\"", "route = \"api\"\ncolour = 1")
+            .to_string()
+            .contains("unknown field"));
+        // Only the fed route may lack backends.
+        assert_eq!(
+            bad("route = \"api\"", "route = \"web\"").field,
+            "routes[0].backends"
+        );
+        // Without a route named, the first one is fed.
+        let c = GatewayConfig::from_toml(&FED.replace("route = \"api\"\n", "")).unwrap();
+        assert_eq!(c.fed_route(), Some("api"));
+        // Command-line values override the file's, and stand in for a missing table.
+        let over = super::RawEtcd {
+            prefix: Some("other".into()),
+            ..Default::default()
+        };
+        let c = GatewayConfig::from_toml_with_etcd(FED, Some(over)).unwrap();
+        assert_eq!(c.etcd.as_ref().unwrap().prefix, "other");
+        let no_table = FED
+            .split("[[routes]]")
+            .skip(1)
+            .collect::<Vec<_>>()
+            .join("[[routes]]");
+        let no_table = format!("[[routes]]{no_table}");
+        assert_eq!(
+            GatewayConfig::from_toml(&no_table).unwrap_err().field,
+            "routes[0].backends"
+        );
+        let raw = c.etcd.as_ref().unwrap().to_raw();
+        let c2 = GatewayConfig::from_toml_with_etcd(&no_table, Some(raw)).unwrap();
+        assert_eq!(c2.etcd, c.etcd, "a reload keeps the running etcd settings");
+    }
+
+    #[cfg(not(feature = "etcd"))]
+    #[test]
+    fn without_the_feature_an_etcd_table_is_refused() {
+        let e = GatewayConfig::from_toml(FED).unwrap_err();
+        assert_eq!(e.field, "etcd");
+        assert!(e.reason.contains("feature"), "{e}");
+    }
+}

@@ -181,4 +181,35 @@ mod tests {
             .is_draining());
         assert!(apply(&gw, "nope", &snap).is_err());
     }
+
+    #[test]
+    fn a_reload_keeps_the_backends_of_a_fed_route() {
+        let mut config = GatewayConfig::new(
+            "127.0.0.1:0".parse().unwrap(),
+            vec![RouteConfig::catch_all(Vec::new())],
+        );
+        config.etcd = Some(crate::config::EtcdConfig::new(
+            vec!["http://127.0.0.1:1".into()],
+            "p",
+            "default",
+        ));
+        let keys = KeyRing::generate();
+        let gw = Gateway::new(config.clone(), &keys, None).unwrap();
+        let mut snap = Snapshot::default();
+        snap.backends
+            .insert("a".into(), entry("127.0.0.1:1", AdminState::Draining));
+        apply(&gw, "default", &snap).unwrap();
+        // What a SIGHUP does: build from the file (no backends), install.
+        let routes = gw.build_routes(&config, &keys).unwrap();
+        gw.install(routes, config, &keys);
+        reapply(&gw);
+        let t = gw
+            .routes_full()
+            .by_name("default")
+            .unwrap()
+            .table
+            .load_full();
+        assert_eq!(t.len(), 1, "the store's backend stays");
+        assert!(t.get_by_id("a".stable_id()).unwrap().status().is_draining());
+    }
 }

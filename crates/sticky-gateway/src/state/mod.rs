@@ -37,6 +37,9 @@ pub enum IntentError {
     Unavailable(String),
     /// Another writer kept changing the same key; try again.
     Conflict,
+    /// Stored at this revision (every replica will apply it), but this
+    /// replica's own watch had not applied it within the request timeout.
+    NotApplied(u64),
 }
 
 impl std::fmt::Display for IntentError {
@@ -45,6 +48,10 @@ impl std::fmt::Display for IntentError {
             Self::UnknownBackend => f.write_str("unknown backend"),
             Self::Unavailable(why) => write!(f, "intent not stored: {why}"),
             Self::Conflict => f.write_str("intent not stored: concurrent changes, try again"),
+            Self::NotApplied(rev) => write!(
+                f,
+                "intent stored at revision {rev}, not yet applied by this replica (its watch is behind)"
+            ),
         }
     }
 }

@@ -70,9 +70,7 @@ pub(super) async fn set(
         let mut applied = src.applied.subscribe();
         return match tokio::time::timeout(bound, applied.wait_for(|r| *r >= revision)).await {
             Ok(Ok(_)) => Ok(revision),
-            _ => Err(IntentError::Unavailable(format!(
-                "stored at revision {revision}, not yet applied by this replica"
-            ))),
+            _ => Err(IntentError::NotApplied(revision)),
         };
     }
     Err(IntentError::Conflict)
