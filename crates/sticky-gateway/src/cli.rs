@@ -308,3 +308,63 @@ impl Cli {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn action(args: &[&str]) -> Result<Action, CliError> {
+        let mut all = vec!["sticky-gateway"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).map_err(CliError::Usage)?.action()
+    }
+
+    fn config_error(r: Result<Action, CliError>) -> ConfigError {
+        match r {
+            Err(CliError::Config(e)) => e,
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+    }
+
+    #[cfg(feature = "etcd")]
+    #[test]
+    fn etcd_flags_feed_the_command_line_route_which_needs_no_backend() {
+        let Action::Run { config, .. } = action(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--etcd",
+            "http://127.0.0.1:2379,http://127.0.0.1:2380",
+            "--etcd-prefix",
+            "sticky/prod",
+        ])
+        .unwrap() else {
+            panic!()
+        };
+        let e = config.etcd.as_ref().unwrap();
+        assert_eq!(e.endpoints.len(), 2);
+        assert_eq!(e.prefix, "sticky/prod");
+        assert_eq!(e.route, config.routes[0].name);
+        assert!(config.routes[0].backends.is_empty());
+        let e = config_error(action(&["--listen", "127.0.0.1:0", "--etcd", "http://x:1"]));
+        assert_eq!(e.field, "etcd.prefix");
+        let e = config_error(action(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--etcd",
+            "http://x:1",
+            "--etcd-prefix",
+            "p",
+            "--replica-id",
+            "a/b",
+        ]));
+        assert_eq!(e.field, "etcd.replica_id");
+    }
+
+    #[test]
+    fn without_etcd_a_backend_is_still_required() {
+        assert!(matches!(
+            action(&["--listen", "127.0.0.1:0"]),
+            Err(CliError::Usage(_))
+        ));
+    }
+}
