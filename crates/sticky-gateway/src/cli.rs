@@ -319,6 +319,7 @@ mod tests {
         Cli::try_parse_from(all).map_err(CliError::Usage)?.action()
     }
 
+    #[cfg(feature = "etcd")]
     fn config_error(r: Result<Action, CliError>) -> ConfigError {
         match r {
             Err(CliError::Config(e)) => e,
