@@ -175,6 +175,9 @@ impl Running {
             let _ = s.await;
         }
         let left = self.gateway.shutdown.drained(self.grace).await;
+        if let Some(store) = self.gateway.store() {
+            store.closed().await;
+        }
         if left > 0 {
             tracing::warn!(
                 left,

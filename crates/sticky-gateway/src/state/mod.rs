@@ -74,4 +74,8 @@ pub trait SharedStore: Send + Sync + std::fmt::Debug + 'static {
     /// Connection state, revision and the fleet's view, for the admin API,
     /// metrics and the dashboard.
     fn status(&self, gw: &Gateway) -> StoreView;
+    /// Resolves once the source has let go of the store after the
+    /// gateway's shutdown (a replica's registration withdrawn), or after a
+    /// bound if the store does not answer.
+    fn closed(&self) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 }

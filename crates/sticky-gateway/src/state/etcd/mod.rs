@@ -79,6 +79,8 @@ pub struct EtcdSource {
     /// When the store last answered (ms since the epoch; 0: never).
     last_sync_ms: AtomicU64,
     view: Mutex<View>,
+    /// Set once the registration is withdrawn at shutdown.
+    closed: tokio::sync::watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for EtcdSource {
@@ -216,6 +218,7 @@ pub async fn start(
         stale: AtomicBool::new(false),
         last_sync_ms: AtomicU64::new(0),
         view: Mutex::new(View::default()),
+        closed: tokio::sync::watch::Sender::new(false),
         config,
     });
     if let Some(dir) = &src.config.state_dir {
@@ -250,6 +253,14 @@ pub async fn start(
 impl SharedStore for EtcdSource {
     fn route(&self) -> &str {
         &self.config.route
+    }
+
+    fn closed(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
+        let mut rx = self.closed.subscribe();
+        let bound = self.config.request_timeout * 2;
+        Box::pin(async move {
+            let _ = tokio::time::timeout(bound, rx.wait_for(|c| *c)).await;
+        })
     }
 
     fn set_intent(&self, backend: &str, state: AdminState) -> IntentFuture {

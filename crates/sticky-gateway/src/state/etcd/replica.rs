@@ -16,13 +16,18 @@ use crate::gateway::Gateway;
 
 /// Runs until the gateway shuts down, then revokes the lease.
 pub(super) async fn run(src: Arc<EtcdSource>, gw: Arc<Gateway>) {
+    registered(&src, &gw).await;
+    src.closed.send_replace(true);
+}
+
+async fn registered(src: &Arc<EtcdSource>, gw: &Arc<Gateway>) {
     let stop = gw.shutdown.triggered();
     tokio::pin!(stop);
     let mut backoff = Backoff::new();
     loop {
         let lease = tokio::select! {
             _ = &mut stop => return,
-            l = register(&src, &gw) => l,
+            l = register(src, gw) => l,
         };
         let lease = match lease {
             Ok(id) => id,
@@ -43,7 +48,7 @@ pub(super) async fn run(src: Arc<EtcdSource>, gw: Arc<Gateway>) {
                 let _ = tokio::time::timeout(src.config.request_timeout, lc.revoke(lease)).await;
                 return;
             }
-            e = keep(&src, &gw, lease) => e,
+            e = keep(src, gw, lease) => e,
         };
         tracing::debug!(error = %kept, "etcd: replica lease lost, registering again");
     }
