@@ -101,6 +101,10 @@ async fn a_drain_through_one_replica_reaches_the_others_within_a_second() {
         },
     )
     .await;
+    // A saw no session on b2, but B and C did: A answers for the fleet.
+    let (status, body) = admin(admin_a, "GET", "/backends/b2/drained").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"fleet_active_sessions\""), "{body}");
     // Activate through C: everyone takes b2 again.
     let (status, body) = admin(cc.admin_addr.unwrap(), "POST", "/backends/b2/activate").await;
     assert_eq!(status, 200, "{body}");

@@ -161,6 +161,10 @@ struct DrainedRoute {
     in_flight: usize,
     active_sessions: u64,
     session_window_seconds: u64,
+    /// On a route fed by a shared store: the sessions every live replica
+    /// saw (merged); drained then also needs this at 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fleet_active_sessions: Option<u64>,
     drained: bool,
 }
 
@@ -168,20 +172,30 @@ struct DrainedRoute {
 /// backend is draining, has nothing in flight and saw no session within the
 /// session window (the idle timeout) on every route it serves; 503 (with
 /// the same figures) while it is not, so that `curl --fail` loops until
-/// stopping it loses no user; 404 for an unknown name.
+/// stopping it loses no user; 404 for an unknown name. On a route fed by a
+/// shared store, the sessions every live replica saw count too, so one
+/// replica answers for the fleet.
 async fn drained(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    let store = s.view.store();
     let routes: Vec<DrainedRoute> = s
         .view
         .backends()
         .into_iter()
         .filter(|b| b.id == id)
-        .map(|b| DrainedRoute {
-            route: b.route,
-            state: b.state,
-            in_flight: b.in_flight,
-            active_sessions: b.active_sessions,
-            session_window_seconds: b.session_window_seconds,
-            drained: b.drained,
+        .map(|b| {
+            let fleet = store
+                .as_ref()
+                .filter(|st| st.route == b.route)
+                .and_then(|st| st.fleet_sessions.get(&b.id).copied());
+            DrainedRoute {
+                drained: b.drained && fleet.unwrap_or(0) == 0,
+                route: b.route,
+                state: b.state,
+                in_flight: b.in_flight,
+                active_sessions: b.active_sessions,
+                session_window_seconds: b.session_window_seconds,
+                fleet_active_sessions: fleet,
+            }
         })
         .collect();
     if routes.is_empty() {
