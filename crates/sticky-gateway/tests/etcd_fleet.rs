@@ -71,7 +71,7 @@ async fn a_drain_through_one_replica_reaches_the_others_within_a_second() {
     }
     // The dashboard's "drain acknowledged by 3 of 3".
     let admin_a = a.admin_addr.unwrap();
-    common::eventually(5, "three replicas acknowledge the drain", || async {
+    common::eventually(1, "three replicas acknowledge the drain", || async {
         let (_, body) = admin(admin_a, "GET", "/stats").await;
         let s = stats_store(&body);
         let intent = s["intent_revision"].as_u64().unwrap();

@@ -81,6 +81,12 @@ pub struct EtcdSource {
     view: Mutex<View>,
     /// Set once the registration is withdrawn at shutdown.
     closed: tokio::sync::watch::Sender<bool>,
+    /// Woken when an intent change has been applied: the registration is
+    /// refreshed at once, so "acknowledged by N of M" does not wait for the
+    /// next periodic refresh.
+    acknowledge: tokio::sync::Notify,
+    /// An intent change was recorded and not yet acknowledged.
+    intent_changed: AtomicBool,
 }
 
 impl std::fmt::Debug for EtcdSource {
@@ -137,6 +143,9 @@ impl EtcdSource {
     fn record(&self, state: &StoreState) -> Option<Snapshot> {
         let mut v = self.view.lock().expect("etcd view");
         v.replicas = state.replicas.clone();
+        if v.intent_revision != state.intent_revision {
+            self.intent_changed.store(true, Relaxed);
+        }
         v.intent_revision = state.intent_revision;
         let snap = state.snapshot(state.revision);
         let changed = v
@@ -219,6 +228,8 @@ pub async fn start(
         last_sync_ms: AtomicU64::new(0),
         view: Mutex::new(View::default()),
         closed: tokio::sync::watch::Sender::new(false),
+        acknowledge: tokio::sync::Notify::new(),
+        intent_changed: AtomicBool::new(false),
         config,
     });
     if let Some(dir) = &src.config.state_dir {

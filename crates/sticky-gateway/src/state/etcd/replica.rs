@@ -80,7 +80,17 @@ async fn keep(src: &EtcdSource, gw: &Gateway, lease: i64) -> String {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            // An intent change applied here: say so now (no lease renewal
+            // needed for that).
+            _ = src.acknowledge.notified() => {
+                if let Err(e) = put_record(src, gw, lease).await {
+                    return e;
+                }
+                continue;
+            }
+        }
         if let Err(e) = keeper.keep_alive().await {
             return e.to_string();
         }

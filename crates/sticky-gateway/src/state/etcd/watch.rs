@@ -166,6 +166,13 @@ fn publish(src: &EtcdSource, gw: &Gateway, state: &StoreState, how: &str) {
         }
         newer
     });
+    // Only now that the revision is applied may the registration say so.
+    if src
+        .intent_changed
+        .swap(false, std::sync::atomic::Ordering::Relaxed)
+    {
+        src.acknowledge.notify_one();
+    }
 }
 
 /// Watches from `state.revision + 1`, applying each response as a unit.
