@@ -122,9 +122,10 @@ pub(super) async fn run(src: Arc<EtcdSource>, gw: Arc<Gateway>) {
 /// Reads the whole prefix at one revision.
 async fn list(src: &EtcdSource) -> Result<StoreState, String> {
     let mut kv = src.client.kv_client();
-    let resp = kv
-        .get(src.layout.root(), Some(GetOptions::new().with_prefix()))
+    let read = kv.get(src.layout.root(), Some(GetOptions::new().with_prefix()));
+    let resp = tokio::time::timeout(src.config.request_timeout, read)
         .await
+        .map_err(|_| "read: no answer in time".to_string())?
         .map_err(|e| e.to_string())?;
     let mut state = StoreState {
         revision: resp.header().map_or(0, |h| h.revision()).max(0) as u64,
@@ -188,9 +189,11 @@ async fn watch(
         .with_progress_notify()
         .with_prev_key();
     let mut client = src.client.watch_client();
-    let stream = match client.watch(src.layout.root(), Some(options)).await {
-        Ok(s) => s,
-        Err(e) => return Ended::Broken(e.to_string()),
+    let created = client.watch(src.layout.root(), Some(options));
+    let stream = match tokio::time::timeout(src.config.request_timeout, created).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Ended::Broken(e.to_string()),
+        Err(_) => return Ended::Broken("watch: no answer in time".into()),
     };
     let (mut requests, mut responses) = stream.split();
     let mut progress = tokio::time::interval(PROGRESS_EVERY);
