@@ -22,8 +22,10 @@ pub(super) async fn set(
     backend: String,
     state: AdminState,
 ) -> Result<u64, IntentError> {
-    if !src.knows(&backend) {
-        return Err(IntentError::UnknownBackend);
+    match src.knows(&backend) {
+        Some(true) => {}
+        Some(false) => return Err(IntentError::UnknownBackend),
+        None => return Err(unavailable("not read yet since start")),
     }
     let bound = src.config.request_timeout;
     let key = src.layout.intent(&backend);

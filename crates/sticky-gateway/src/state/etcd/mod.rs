@@ -160,13 +160,15 @@ impl EtcdSource {
         }
     }
 
-    fn knows(&self, backend: &str) -> bool {
+    /// Whether the store's set has `backend`; `None` before any set was
+    /// read (etcd unreachable since start, no cache).
+    fn knows(&self, backend: &str) -> Option<bool> {
         self.view
             .lock()
             .expect("etcd view")
             .snapshot
             .as_ref()
-            .is_some_and(|s| s.backends.contains_key(backend))
+            .map(|s| s.backends.contains_key(backend))
     }
 }
 
