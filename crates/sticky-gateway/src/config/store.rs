@@ -315,6 +315,28 @@ address = "127.0.0.1:9001"
         assert_eq!(c2.etcd, c.etcd, "a reload keeps the running etcd settings");
     }
 
+    #[cfg(feature = "etcd")]
+    #[test]
+    fn the_example_etcd_table_parses_once_uncommented() {
+        let text = include_str!("../../gateway.example.toml");
+        let mut out = String::new();
+        let mut inside = false;
+        for line in text.lines() {
+            if line == "# [etcd]" {
+                inside = true;
+            } else if line.is_empty() {
+                inside = false;
+            }
+            out.push_str(if inside { &line[2..] } else { line });
+            out.push('\n');
+        }
+        let c = GatewayConfig::from_toml(&out).unwrap();
+        let e = c.etcd.unwrap();
+        assert_eq!(e.prefix, "sticky/prod");
+        assert_eq!(e.replica_id.as_deref(), Some("gw-1"));
+        assert_eq!(e.publish_interval, std::time::Duration::from_secs(2));
+    }
+
     #[cfg(not(feature = "etcd"))]
     #[test]
     fn without_the_feature_an_etcd_table_is_refused() {
