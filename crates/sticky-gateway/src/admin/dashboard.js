@@ -212,10 +212,13 @@
       // The server's verdict (GET /backends/NAME/drained): no session
       // within the idle timeout and nothing in flight.
       const minutes = Math.round((b.session_window_seconds || 0) / 60);
-      if (b.drained) {
-        note = "No session in the last " + minutes + " min and nothing in flight: safe to stop."; cls = "safe";
+      // With a shared store, the sessions any replica saw count too.
+      const fleet = b.fleet_active_sessions;
+      const sessions = fleet !== undefined ? fleet : (b.active_sessions || 0);
+      if (b.drained && !(fleet > 0)) {
+        note = "No session in the last " + minutes + " min" + (fleet !== undefined ? " on any replica" : "") + " and nothing in flight: safe to stop."; cls = "safe";
       } else {
-        note = "Draining: " + compact(b.active_sessions || 0) + " sessions in the last " + minutes + " min, " + rate(live) + " req/s, " + b.in_flight + " in flight."; cls = "drain";
+        note = "Draining: " + compact(sessions) + " sessions in the last " + minutes + " min" + (fleet !== undefined ? " (all replicas)" : "") + ", " + rate(live) + " req/s, " + b.in_flight + " in flight."; cls = "drain";
       }
     } else if (b.state === "ejected" || b.health === "unhealthy") {
       note = "Failing: its sessions are served by other backends."; cls = "down";
