@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
-use crate::admin::{AdminView, BackendView, RouteView};
+use crate::admin::{AdminView, BackendView, RouteView, StoreView};
 use crate::gateway::Gateway;
+use crate::state::{AdminState, IntentFuture};
 
 /// [`AdminView`] over a running [`Gateway`].
 #[derive(Clone, Debug)]
@@ -97,5 +98,29 @@ impl AdminView for GatewayView {
             tracing::info!(backend = id, "backend active");
         }
         ok
+    }
+
+    fn set_intent(&self, id: &str, state: AdminState) -> Option<IntentFuture> {
+        let store = self.0.store()?;
+        let route = store.route();
+        // The store owns the backends of the route it feeds, disabled ones
+        // (in its snapshot, not in the table) included.
+        let in_table = self
+            .0
+            .routes()
+            .by_name(route)
+            .is_some_and(|r| r.table.load().iter().any(|b| b.key() == id));
+        let in_snapshot = self
+            .0
+            .fed
+            .lock()
+            .expect("fed snapshots")
+            .get(route)
+            .is_some_and(|s| s.backends.contains_key(id));
+        (in_table || in_snapshot).then(|| store.set_intent(id, state))
+    }
+
+    fn store(&self) -> Option<StoreView> {
+        self.0.store().map(|s| s.status(&self.0))
     }
 }

@@ -7,6 +7,8 @@
 //!                [--tls-listen ADDR --tls-cert FILE --tls-key FILE [--tls-cert FILE --tls-key FILE ...]]
 //!                [--redirect-to-https] [--admin-token-file FILE]
 //! sticky-gateway --config FILE.toml
+//! sticky-gateway [--config FILE.toml | --listen ADDR [--backend ...]]
+//!                --etcd URL[,URL...] --etcd-prefix PREFIX [--state-dir DIR] [--replica-id ID]
 //! sticky-gateway keygen
 //! ```
 //! Bad flags exit with status 2 (clap's usage error), and so does a bad
@@ -143,6 +145,42 @@ pub struct RunArgs {
     /// Do not write an access-log line per request.
     #[arg(long)]
     pub no_access_log: bool,
+    /// etcd client URLs (comma-separated): etcd feeds the backends of the
+    /// command line's route, or with --config of the first route (or of the
+    /// file's `[etcd] route`). See the README's "Several replicas".
+    #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',')]
+    pub etcd: Vec<String>,
+    /// Key prefix in etcd, used as given: `PREFIX/backends/NAME`,
+    /// `PREFIX/intent/NAME`, `PREFIX/replicas/ID`.
+    #[arg(long, value_name = "PREFIX")]
+    pub etcd_prefix: Option<String>,
+    /// Directory for the etcd snapshot cache, so a replica can start while
+    /// etcd is unreachable.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// This replica's id under `PREFIX/replicas/` (default: host name and port).
+    #[arg(long, value_name = "ID")]
+    pub replica_id: Option<String>,
+}
+
+impl RunArgs {
+    /// The `[etcd]` values given on the command line, if any.
+    fn etcd_override(&self) -> Option<config::RawEtcd> {
+        if self.etcd.is_empty()
+            && self.etcd_prefix.is_none()
+            && self.state_dir.is_none()
+            && self.replica_id.is_none()
+        {
+            return None;
+        }
+        Some(config::RawEtcd {
+            endpoints: self.etcd.clone(),
+            prefix: self.etcd_prefix.clone(),
+            state_dir: self.state_dir.clone(),
+            replica_id: self.replica_id.clone(),
+            ..Default::default()
+        })
+    }
 }
 
 /// What to do, once the command line is read.
@@ -179,9 +217,10 @@ impl Cli {
             None => {}
         }
         let a = self.run;
+        let etcd = a.etcd_override();
         let (mut config, path) = match &a.config {
             Some(p) => (
-                GatewayConfig::from_file(p).map_err(CliError::Config)?,
+                GatewayConfig::from_file_with_etcd(p, etcd).map_err(CliError::Config)?,
                 Some(p.clone()),
             ),
             None => {
@@ -196,7 +235,7 @@ impl Cli {
                         "--listen ADDR or --tls-listen ADDR is required (or --config FILE.toml)",
                     ));
                 }
-                if a.backends.is_empty() {
+                if a.backends.is_empty() && etcd.is_none() {
                     return Err(usage(
                         "at least one --backend NAME=HOST:PORT is required (or --config FILE.toml)",
                     ));
@@ -223,6 +262,16 @@ impl Cli {
                 let mut c =
                     GatewayConfig::new("127.0.0.1:0".parse().expect("an address"), vec![route]);
                 c.listen = a.listen;
+                if let Some(e) = etcd {
+                    c.etcd =
+                        Some(config::store::validate_etcd(e, &c.routes).map_err(CliError::Config)?);
+                }
+                config::store::check_backends(&c.routes, c.fed_route()).map_err(|_| {
+                    CliError::Config(ConfigError::new(
+                        "--backend",
+                        "at least one --backend NAME=HOST:PORT is required (or --etcd)",
+                    ))
+                })?;
                 (c, None)
             }
         };
@@ -262,5 +311,66 @@ impl Cli {
             config: Box::new(config),
             path,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn action(args: &[&str]) -> Result<Action, CliError> {
+        let mut all = vec!["sticky-gateway"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).map_err(CliError::Usage)?.action()
+    }
+
+    #[cfg(feature = "etcd")]
+    fn config_error(r: Result<Action, CliError>) -> ConfigError {
+        match r {
+            Err(CliError::Config(e)) => e,
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+    }
+
+    #[cfg(feature = "etcd")]
+    #[test]
+    fn etcd_flags_feed_the_command_line_route_which_needs_no_backend() {
+        let Action::Run { config, .. } = action(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--etcd",
+            "http://127.0.0.1:2379,http://127.0.0.1:2380",
+            "--etcd-prefix",
+            "sticky/prod",
+        ])
+        .unwrap() else {
+            panic!()
+        };
+        let e = config.etcd.as_ref().unwrap();
+        assert_eq!(e.endpoints.len(), 2);
+        assert_eq!(e.prefix, "sticky/prod");
+        assert_eq!(e.route, config.routes[0].name);
+        assert!(config.routes[0].backends.is_empty());
+        let e = config_error(action(&["--listen", "127.0.0.1:0", "--etcd", "http://x:1"]));
+        assert_eq!(e.field, "etcd.prefix");
+        let e = config_error(action(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--etcd",
+            "http://x:1",
+            "--etcd-prefix",
+            "p",
+            "--replica-id",
+            "a/b",
+        ]));
+        assert_eq!(e.field, "etcd.replica_id");
+    }
+
+    #[test]
+    fn without_etcd_a_backend_is_still_required() {
+        assert!(matches!(
+            action(&["--listen", "127.0.0.1:0"]),
+            Err(CliError::Usage(_))
+        ));
     }
 }

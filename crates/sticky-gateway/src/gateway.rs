@@ -1,8 +1,9 @@
 //! The running gateway's shared state: the routes (swapped whole on reload),
 //! the latency histogram, and the settings the proxy path reads.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arc_swap::ArcSwap;
 use tower_sticky::token::KeyRing;
@@ -30,6 +31,10 @@ pub struct Gateway {
     pub(crate) tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     keys: Mutex<KeyRing>,
     clock: Clock,
+    /// The last snapshot a state source applied, per route it feeds.
+    pub(crate) fed: Mutex<BTreeMap<String, crate::state::Snapshot>>,
+    /// The shared store, when one feeds a route.
+    pub(crate) store: OnceLock<Arc<dyn crate::state::SharedStore>>,
 }
 
 impl Gateway {
@@ -51,6 +56,8 @@ impl Gateway {
             tasks: Mutex::new(Vec::new()),
             keys: Mutex::new(keys.clone()),
             clock,
+            fed: Mutex::new(BTreeMap::new()),
+            store: OnceLock::new(),
         }))
     }
 
@@ -102,5 +109,41 @@ impl Gateway {
     /// The key ring in use.
     pub fn keys(&self) -> KeyRing {
         self.keys.lock().unwrap().clone()
+    }
+
+    /// The shared store feeding a route, if any.
+    pub fn store(&self) -> Option<&Arc<dyn crate::state::SharedStore>> {
+        self.store.get()
+    }
+
+    /// The backend route `route` would send a request with head `parts` to
+    /// now, by name: the proxy path's own decision (counted as one
+    /// request), without sending anything. For tools and tests comparing
+    /// replicas; `None` for an unknown route or when no backend may take it.
+    pub fn decide(&self, route: &str, parts: &http::request::Parts) -> Option<String> {
+        let routes = self.routes();
+        let r = routes.by_name(route)?;
+        let table = r.table.load();
+        let routed = r.engine.decide(&table, parts, |_: usize| true);
+        let id = routed.backend()?;
+        table.get_by_id(id).map(|b| b.key().clone())
+    }
+
+    /// The backend names of route `route` now, with whether each takes new
+    /// sessions (`false` while draining or removed). For tools and tests.
+    pub fn backend_names(&self, route: &str) -> Option<Vec<(String, bool)>> {
+        let routes = self.routes();
+        let r = routes.by_name(route)?;
+        let now = self.now_ms();
+        let table = r.table.load();
+        Some(
+            table
+                .iter()
+                .map(|b| {
+                    let s = b.status().state(now);
+                    (b.key().clone(), s == tower_sticky::BackendState::Active)
+                })
+                .collect(),
+        )
     }
 }

@@ -34,7 +34,12 @@ pub async fn reload(gw: &Arc<Gateway>) -> Result<(), String> {
     let Some(path) = gw.config_path.clone() else {
         return Err("no config file to reload (started from the command line)".into());
     };
-    let config = GatewayConfig::from_file(&path).map_err(|e| e.to_string())?;
+    // A route etcd feeds stays fed: its settings (from the file or the
+    // command line) take effect on restart only, and its backends are the
+    // store's, not the file's.
+    let running_etcd = gw.config().etcd.as_ref().map(|e| e.to_raw());
+    let config =
+        GatewayConfig::from_file_with_etcd(&path, running_etcd).map_err(|e| e.to_string())?;
     let keys = match &config.key_file {
         Some(p) => keyfile::load(p)?,
         // A generated key must outlive reloads, or every session would be lost.
@@ -61,6 +66,9 @@ pub async fn reload(gw: &Arc<Gateway>) -> Result<(), String> {
         tracing::warn!("reload: host names still unresolved, retried at the next resolution");
     }
     gw.install(routes, config, &keys);
+    // A snapshot applied while the new routes were being built would be
+    // lost on the old ones: the store's last word goes on the new ones.
+    crate::state::reapply(gw);
     health::restart(gw);
     Ok(())
 }

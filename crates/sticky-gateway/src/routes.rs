@@ -88,16 +88,23 @@ impl RouteSet {
                 }
                 _ => rc,
             };
-            let table = build_table(
-                rc,
-                old.map(|r| r.table.load_full()).as_deref(),
-                pool,
-                now_ms,
-            )?;
+            let fed = config.fed_route() == Some(rc.name.as_str());
+            let table = match old {
+                // A state source owns this route's backends: a reload of the
+                // file keeps them as they are (the source applies the next
+                // snapshot to the new route, see `crate::state::apply`).
+                Some(o) if fed => o.table.load_full(),
+                _ => Arc::new(build_table(
+                    rc,
+                    old.map(|r| r.table.load_full()).as_deref(),
+                    pool,
+                    now_ms,
+                )?),
+            };
             routes.push(Arc::new(Route {
                 config: rc.clone(),
                 engine: Engine::new(sticky_config(rc, keys.clone())),
-                table: ArcSwap::from_pointee(table),
+                table: ArcSwap::new(table),
             }));
         }
         routes.sort_by_key(|r| {

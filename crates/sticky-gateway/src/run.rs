@@ -85,8 +85,12 @@ pub async fn start(
     let redirect_to_https = config.redirect_to_https;
     let watch = config.file_watch_interval;
     let grace = config.timeouts.shutdown_grace;
+    let etcd = config.etcd.clone();
     let gw = Gateway::new(config, &keys, config_path.clone())
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    if let Some(e) = etcd {
+        start_etcd(&gw, e, addr).await?;
+    }
     reload::resolve_all(&gw).await;
     health::restart(&gw);
     reload::spawn_upkeep(gw.clone());
@@ -139,6 +143,29 @@ pub async fn start(
     })
 }
 
+/// Starts the etcd source feeding its route (see [`crate::state::etcd`]).
+#[cfg(feature = "etcd")]
+async fn start_etcd(
+    gw: &Arc<Gateway>,
+    config: crate::config::EtcdConfig,
+    addr: SocketAddr,
+) -> std::io::Result<()> {
+    crate::state::etcd::start(gw.clone(), config, addr)
+        .await
+        .map(|_| ())
+}
+
+#[cfg(not(feature = "etcd"))]
+async fn start_etcd(
+    _gw: &Arc<Gateway>,
+    _config: crate::config::EtcdConfig,
+    _addr: SocketAddr,
+) -> std::io::Result<()> {
+    Err(invalid(
+        "etcd: this build has no etcd support (cargo feature `etcd`)",
+    ))
+}
+
 impl Running {
     /// Stops accepting, lets in-flight requests and tunnels finish for up
     /// to the configured grace, then returns.
@@ -148,6 +175,9 @@ impl Running {
             let _ = s.await;
         }
         let left = self.gateway.shutdown.drained(self.grace).await;
+        if let Some(store) = self.gateway.store() {
+            store.closed().await;
+        }
         if left > 0 {
             tracing::warn!(
                 left,

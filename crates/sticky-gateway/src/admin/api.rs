@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::auth::{self, AdminAuth};
 use super::metrics::{self, HistogramSnapshot, LatencyHistogram};
-use super::model::{AdminView, BackendView, RouteView};
+use super::model::{AdminView, BackendView, RouteView, StoreView};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -28,6 +28,10 @@ struct BackendJson<'a> {
     view: &'a BackendView,
     /// `pinned_hits / requests`, 0 when there were no requests.
     pinned_hit_rate: f64,
+    /// On a route fed by a shared store: every live replica's session
+    /// estimate merged (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fleet_active_sessions: Option<u64>,
 }
 
 impl<'a> From<&'a BackendView> for BackendJson<'a> {
@@ -35,15 +39,30 @@ impl<'a> From<&'a BackendView> for BackendJson<'a> {
         Self {
             view,
             pinned_hit_rate: view.pinned_hit_rate(),
+            fleet_active_sessions: None,
         }
     }
 }
 
-/// `GET /stats`: routes and a latency summary.
+impl<'a> BackendJson<'a> {
+    fn with_store(view: &'a BackendView, store: Option<&StoreView>) -> Self {
+        let fleet = store
+            .filter(|s| s.route == view.route)
+            .and_then(|s| s.fleet_sessions.get(&view.id).copied());
+        Self {
+            fleet_active_sessions: fleet,
+            ..Self::from(view)
+        }
+    }
+}
+
+/// `GET /stats`: routes, a latency summary and the shared store's state.
 #[derive(Serialize)]
 struct StatsJson {
     routes: Vec<RouteView>,
     latency: LatencyJson,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    store: Option<StoreView>,
 }
 
 /// The latency summary in `GET /stats`.
@@ -115,7 +134,11 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Response {
 
 async fn backends(State(s): State<AppState>) -> Response {
     let all = s.view.backends();
-    let body: Vec<BackendJson<'_>> = all.iter().map(BackendJson::from).collect();
+    let store = s.view.store();
+    let body: Vec<BackendJson<'_>> = all
+        .iter()
+        .map(|b| BackendJson::with_store(b, store.as_ref()))
+        .collect();
     no_store(Json(body).into_response())
 }
 
@@ -138,6 +161,10 @@ struct DrainedRoute {
     in_flight: usize,
     active_sessions: u64,
     session_window_seconds: u64,
+    /// On a route fed by a shared store: the sessions every live replica
+    /// saw (merged); drained then also needs this at 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fleet_active_sessions: Option<u64>,
     drained: bool,
 }
 
@@ -145,20 +172,30 @@ struct DrainedRoute {
 /// backend is draining, has nothing in flight and saw no session within the
 /// session window (the idle timeout) on every route it serves; 503 (with
 /// the same figures) while it is not, so that `curl --fail` loops until
-/// stopping it loses no user; 404 for an unknown name.
+/// stopping it loses no user; 404 for an unknown name. On a route fed by a
+/// shared store, the sessions every live replica saw count too, so one
+/// replica answers for the fleet.
 async fn drained(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    let store = s.view.store();
     let routes: Vec<DrainedRoute> = s
         .view
         .backends()
         .into_iter()
         .filter(|b| b.id == id)
-        .map(|b| DrainedRoute {
-            route: b.route,
-            state: b.state,
-            in_flight: b.in_flight,
-            active_sessions: b.active_sessions,
-            session_window_seconds: b.session_window_seconds,
-            drained: b.drained,
+        .map(|b| {
+            let fleet = store
+                .as_ref()
+                .filter(|st| st.route == b.route)
+                .and_then(|st| st.fleet_sessions.get(&b.id).copied());
+            DrainedRoute {
+                drained: b.drained && fleet.unwrap_or(0) == 0,
+                route: b.route,
+                state: b.state,
+                in_flight: b.in_flight,
+                active_sessions: b.active_sessions,
+                session_window_seconds: b.session_window_seconds,
+                fleet_active_sessions: fleet,
+            }
         })
         .collect();
     if routes.is_empty() {
@@ -189,6 +226,7 @@ async fn stats(State(s): State<AppState>) -> Response {
         Json(StatsJson {
             routes: s.view.routes(),
             latency: LatencyJson::from(&latency),
+            store: s.view.store(),
         })
         .into_response(),
     )
@@ -205,6 +243,9 @@ async fn metrics_text(State(s): State<AppState>) -> Response {
              sticky_admin_auth_failures_total {}\n",
             s.auth.failures()
         );
+    }
+    if let Some(store) = s.view.store() {
+        metrics::render_store(&mut body, &store);
     }
     (
         [
@@ -231,14 +272,14 @@ enum Action {
 }
 
 async fn drain(s: State<AppState>, h: HeaderMap, id: Path<String>) -> Response {
-    act(s, h, id, Action::Drain)
+    act(s, h, id, Action::Drain).await
 }
 
 async fn activate(s: State<AppState>, h: HeaderMap, id: Path<String>) -> Response {
-    act(s, h, id, Action::Activate)
+    act(s, h, id, Action::Activate).await
 }
 
-fn act(
+async fn act(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -250,15 +291,46 @@ fn act(
             "cross-origin request refused: POST from the dashboard's own origin or without an Origin header",
         );
     }
-    let known = match a {
-        Action::Drain => s.view.drain(&id),
-        Action::Activate => s.view.activate(&id),
+    let intent = match a {
+        Action::Drain => crate::state::AdminState::Draining,
+        Action::Activate => crate::state::AdminState::Active,
     };
-    if !known {
-        return error(StatusCode::NOT_FOUND, format!("unknown backend id: {id}"));
+    // A store shared by replicas owns this backend: the intent goes there,
+    // and the answer waits until this replica has applied it.
+    let mut revision = None;
+    if let Some(stored) = s.view.set_intent(&id, intent) {
+        use crate::state::IntentError;
+        match stored.await {
+            Ok(rev) => revision = Some(rev),
+            Err(IntentError::UnknownBackend) => {
+                return error(StatusCode::NOT_FOUND, format!("unknown backend id: {id}"))
+            }
+            Err(e @ IntentError::Conflict) => return error(StatusCode::CONFLICT, e.to_string()),
+            Err(e @ IntentError::Unavailable(_)) => {
+                return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
+            Err(e @ IntentError::NotApplied(_)) => {
+                return error(StatusCode::GATEWAY_TIMEOUT, e.to_string())
+            }
+        }
+    } else {
+        let known = match a {
+            Action::Drain => s.view.drain(&id),
+            Action::Activate => s.view.activate(&id),
+        };
+        if !known {
+            return error(StatusCode::NOT_FOUND, format!("unknown backend id: {id}"));
+        }
     }
     match s.view.backends().iter().find(|b| b.id == id) {
-        Some(b) => no_store(Json(BackendJson::from(b)).into_response()),
+        Some(b) => {
+            let mut r = no_store(Json(BackendJson::from(b)).into_response());
+            if let Some(rev) = revision {
+                r.headers_mut()
+                    .insert("sticky-store-revision", HeaderValue::from(rev));
+            }
+            r
+        }
         // Known a moment ago, gone now (removed by a reload in between).
         None => error(StatusCode::NOT_FOUND, format!("backend {id} is gone")),
     }

@@ -106,7 +106,8 @@
       const r = await api("backends/" + encodeURIComponent(id) + "/" + action, { method: "POST" });
       const body = await r.json().catch(() => ({}));
       if (!r.ok) throw new Error(body.error || ("HTTP " + r.status));
-      toast(id + " is now " + (body.state || action));
+      const rev = r.headers.get("sticky-store-revision");
+      toast(id + " is now " + (body.state || action) + (rev ? " (stored at revision " + rev + ", every replica follows)" : ""));
     } catch (e) {
       toast("Could not " + action + " " + id + ": " + e.message, true);
     } finally {
@@ -198,7 +199,8 @@
       m.bar.setAttribute("aria-label", pct(s.live ? s.now : s.all));
     }
     setText(c.inflight.v, compact(b.in_flight));
-    setText(c.active.v, compact(b.active_sessions || 0));
+    setText(c.active.v, compact(b.active_sessions || 0) +
+      (b.fleet_active_sessions !== undefined ? " · fleet " + compact(b.fleet_active_sessions) : ""));
     setText(c.hit.v, b.requests ? pct(b.pinned_hit_rate) : "–");
     setText(c.reqs.v, compact(b.requests));
     setText(c.fails.v, compact(b.failures));
@@ -210,10 +212,13 @@
       // The server's verdict (GET /backends/NAME/drained): no session
       // within the idle timeout and nothing in flight.
       const minutes = Math.round((b.session_window_seconds || 0) / 60);
-      if (b.drained) {
-        note = "No session in the last " + minutes + " min and nothing in flight: safe to stop."; cls = "safe";
+      // With a shared store, the sessions any replica saw count too.
+      const fleet = b.fleet_active_sessions;
+      const sessions = fleet !== undefined ? fleet : (b.active_sessions || 0);
+      if (b.drained && !(fleet > 0)) {
+        note = "No session in the last " + minutes + " min" + (fleet !== undefined ? " on any replica" : "") + " and nothing in flight: safe to stop."; cls = "safe";
       } else {
-        note = "Draining: " + compact(b.active_sessions || 0) + " sessions in the last " + minutes + " min, " + rate(live) + " req/s, " + b.in_flight + " in flight."; cls = "drain";
+        note = "Draining: " + compact(sessions) + " sessions in the last " + minutes + " min" + (fleet !== undefined ? " (all replicas)" : "") + ", " + rate(live) + " req/s, " + b.in_flight + " in flight."; cls = "drain";
       }
     } else if (b.state === "ejected" || b.health === "unhealthy") {
       note = "Failing: its sessions are served by other backends."; cls = "down";
@@ -319,6 +324,37 @@
     setText($("t-latn"), lat.count ? "p99 " + secs(lat.p99_seconds) : "no requests timed yet");
     const invalid = stats.routes.reduce((a, r) => a + sum(r.invalid_tokens), 0);
     setText($("t-invalid"), compact(invalid));
+    renderStore(stats.store);
+  }
+
+  /** The shared store (etcd): connected or not, since when, and which
+   *  replicas have applied the last drain or activation. */
+  function renderStore(s) {
+    const el = $("store");
+    el.hidden = !s;
+    if (!s) return;
+    const badge = $("store-state");
+    const age = s.last_sync_age_seconds;
+    let text;
+    if (s.connected) {
+      setText(badge, s.engine + " connected");
+      badge.className = "badge ok";
+      text = "route " + s.route + " · revision " + s.revision;
+    } else {
+      setText(badge, s.stale ? s.engine + " unreachable · cached state" : s.engine + " unreachable");
+      badge.className = "badge " + (s.stale ? "stale" : "down");
+      text = "serving the state as of revision " + s.snapshot_revision +
+        (age == null ? " (never synced since start)" : " · last sync " + secs(age) + " ago") +
+        " · drain and activate refused until it is back";
+    }
+    setText($("store-text"), text);
+    const live = s.replicas.length;
+    setText($("store-ack"), s.intent_revision > 0
+      ? "Last drain/activate (revision " + s.intent_revision + ") acknowledged by " +
+        s.replicas.filter((r) => r.applied_revision >= s.intent_revision).length + " of " + live + " replicas"
+      : live + " live replica" + (live === 1 ? "" : "s"));
+    $("store-replicas").replaceChildren(...s.replicas.map((r) =>
+      h("span", { class: r.this ? "me" : "", text: r.id + " @" + r.applied_revision + (r.this ? " (this)" : "") })));
   }
 
   let inFlight = null;

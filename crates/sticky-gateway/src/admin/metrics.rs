@@ -384,3 +384,72 @@ pub fn render_parts(
 
     out
 }
+
+/// Appends the shared store's gauges: `sticky_store_connected`,
+/// `sticky_store_revision`, `sticky_store_last_sync_age_seconds`,
+/// `sticky_store_stale`, `sticky_store_replicas` and, per backend of the
+/// fed route, `sticky_fleet_active_sessions`.
+pub fn render_store(out: &mut String, s: &super::StoreView) {
+    let labels = [("engine", s.engine.as_str()), ("route", s.route.as_str())];
+    header(
+        out,
+        "sticky_store_connected",
+        "gauge",
+        "Whether this replica's watch on the shared store is up (1) or not (0).",
+    );
+    sample(
+        out,
+        "sticky_store_connected",
+        &labels,
+        u8::from(s.connected),
+    );
+    header(
+        out,
+        "sticky_store_stale",
+        "gauge",
+        "Serving a cached snapshot the store has not confirmed since start.",
+    );
+    sample(out, "sticky_store_stale", &labels, u8::from(s.stale));
+    header(
+        out,
+        "sticky_store_revision",
+        "gauge",
+        "The store revision this replica has applied.",
+    );
+    sample(out, "sticky_store_revision", &labels, s.revision);
+    header(
+        out,
+        "sticky_store_last_sync_age_seconds",
+        "gauge",
+        "Seconds since the store last answered this replica (absent: never).",
+    );
+    if let Some(age) = s.last_sync_age_seconds {
+        sample(
+            out,
+            "sticky_store_last_sync_age_seconds",
+            &labels,
+            float(age),
+        );
+    }
+    header(
+        out,
+        "sticky_store_replicas",
+        "gauge",
+        "Live replicas registered in the store.",
+    );
+    sample(out, "sticky_store_replicas", &labels, s.replicas.len());
+    header(
+        out,
+        "sticky_fleet_active_sessions",
+        "gauge",
+        "Distinct sessions seen within the session window by any live replica (merged estimate).",
+    );
+    for (b, n) in &s.fleet_sessions {
+        sample(
+            out,
+            "sticky_fleet_active_sessions",
+            &[("route", s.route.as_str()), ("backend", b.as_str())],
+            n,
+        );
+    }
+}

@@ -4,10 +4,11 @@
 //! | Endpoint | Answer |
 //! | --- | --- |
 //! | `GET /` | the dashboard (one self-contained HTML page) |
-//! | `GET /backends` | JSON array of backends with `pinned_hit_rate` |
+//! | `GET /backends` | JSON array of backends with `pinned_hit_rate` (and `fleet_active_sessions` on a store-fed route) |
 //! | `POST /backends/{id}/drain` | 200 with the backend's new JSON, 404 for an unknown id |
 //! | `POST /backends/{id}/activate` | the same |
-//! | `GET /stats` | JSON: `routes` (outcome counters) and a `latency` summary |
+//! | | on a route fed by a shared store (etcd): the intent is stored there first (503 "intent not stored" when the store is unreachable), and the answer comes once this replica applied it |
+//! | `GET /stats` | JSON: `routes` (outcome counters), a `latency` summary and, with a shared store, `store` ([`StoreView`]: connected, revision, last sync age, live replicas and their applied revisions, fleet session estimates) |
 //! | `GET /metrics` | Prometheus text exposition |
 //!
 //! [`serve_with_auth`] requires a bearer token as [`auth::AdminAuth`] says
@@ -50,7 +51,7 @@ pub use api::{router, router_with_auth};
 pub use metrics::{
     escape_label, render_parts, HistogramSnapshot, LatencyHistogram, LATENCY_BOUNDS,
 };
-pub use model::{AdminView, BackendView, RouteView};
+pub use model::{AdminView, BackendView, ReplicaView, RouteView, StoreView};
 
 /// Renders the `/metrics` text for a view and a latency histogram.
 pub fn render_metrics(view: &dyn AdminView, latency: &LatencyHistogram) -> String {

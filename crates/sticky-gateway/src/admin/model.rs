@@ -20,6 +20,79 @@ pub trait AdminView: Send + Sync + 'static {
     /// Returns the backend named `id` to active. Returns `false` for an
     /// unknown backend id.
     fn activate(&self, id: &str) -> bool;
+    /// When a store shared by replicas owns the backend named `id`, stores
+    /// the operator's intent there instead of changing this replica alone
+    /// (see [`crate::state::SharedStore::set_intent`]); `None` (the
+    /// default) when no store owns it, for [`drain`](Self::drain) and
+    /// [`activate`](Self::activate) to act locally.
+    fn set_intent(
+        &self,
+        id: &str,
+        state: crate::state::AdminState,
+    ) -> Option<crate::state::IntentFuture> {
+        let _ = (id, state);
+        None
+    }
+    /// The shared store's state, when one feeds a route (default: none).
+    fn store(&self) -> Option<StoreView> {
+        None
+    }
+}
+
+/// A shared state store (etcd) as the operator sees it, in `GET /stats`
+/// (`store`), the metrics and the dashboard.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct StoreView {
+    /// `etcd`.
+    pub engine: String,
+    /// The route it feeds.
+    pub route: String,
+    /// Whether this replica's watch is up now.
+    pub connected: bool,
+    /// Serving a snapshot from the local cache file, not yet confirmed by
+    /// the store since this process started.
+    pub stale: bool,
+    /// The store revision this replica has applied.
+    pub revision: u64,
+    /// The revision of the backend set in use: it moves only when the set
+    /// (membership, weights, intent) changed, not on every store revision.
+    pub snapshot_revision: u64,
+    /// Seconds since the store last answered (`null`: never, since start).
+    pub last_sync_age_seconds: Option<f64>,
+    /// The revision of the last operator-intent change (drain, activate):
+    /// a replica that has applied it or later follows it.
+    pub intent_revision: u64,
+    /// Every live replica (those whose lease has not expired).
+    pub replicas: Vec<ReplicaView>,
+    /// Per backend: the fleet's estimate of distinct active sessions, every
+    /// live replica's session sketch merged (this replica's own live one
+    /// included).
+    pub fleet_sessions: std::collections::BTreeMap<String, u64>,
+}
+
+impl StoreView {
+    /// Live replicas that have applied the last intent change.
+    pub fn intent_acknowledged(&self) -> usize {
+        self.replicas
+            .iter()
+            .filter(|r| r.applied_revision >= self.intent_revision)
+            .count()
+    }
+}
+
+/// One live replica in [`StoreView`].
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ReplicaView {
+    /// Its id.
+    pub id: String,
+    /// Its proxy address.
+    pub address: String,
+    /// Its sticky-gateway version.
+    pub version: String,
+    /// The store revision it had applied when it last published.
+    pub applied_revision: u64,
+    /// Whether it is this replica.
+    pub this: bool,
 }
 
 /// One backend as the operator sees it.

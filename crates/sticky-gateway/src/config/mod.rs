@@ -15,6 +15,7 @@ pub mod defaults;
 mod model;
 pub mod parse;
 pub mod raw;
+pub mod store;
 mod validate;
 
 pub use model::*;
@@ -22,6 +23,7 @@ pub use parse::{
     check_address, check_token_name, parse_backend_flag, parse_duration, parse_failover,
 };
 pub use raw::RawConfig;
+pub use store::{EtcdConfig, RawEtcd};
 pub use validate::validate;
 
 /// A configuration error naming the field and why it is wrong.
@@ -58,18 +60,35 @@ impl std::error::Error for ConfigError {}
 impl GatewayConfig {
     /// Reads and checks a TOML file's text.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        Self::from_toml_with_etcd(text, None)
+    }
+
+    /// [`GatewayConfig::from_toml`], with `[etcd]` values from the command
+    /// line overriding (or standing in for) the file's.
+    pub fn from_toml_with_etcd(text: &str, etcd: Option<RawEtcd>) -> Result<Self, ConfigError> {
+        let mut raw: RawConfig = toml::from_str(text).map_err(|e| {
             let msg = e.message().to_string();
             ConfigError::new("", format!("invalid TOML: {msg}\n{e}"))
         })?;
+        if let Some(over) = etcd {
+            raw.etcd = Some(raw.etcd.take().unwrap_or_default().overridden_by(over));
+        }
         validate(raw)
     }
 
     /// Reads and checks a TOML file.
     pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+        Self::from_file_with_etcd(path, None)
+    }
+
+    /// [`GatewayConfig::from_file`] with command-line `[etcd]` values.
+    pub fn from_file_with_etcd(
+        path: &std::path::Path,
+        etcd: Option<RawEtcd>,
+    ) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::new("", format!("cannot read {}: {e}", path.display())))?;
-        Self::from_toml(&text).map_err(|mut e| {
+        Self::from_toml_with_etcd(&text, etcd).map_err(|mut e| {
             e.reason = format!("{} (in {})", e.reason, path.display());
             e
         })

@@ -53,6 +53,8 @@ pub struct GatewayConfig {
     /// Routes, most specific first once built (host routes, then longer
     /// prefixes).
     pub routes: Vec<RouteConfig>,
+    /// The etcd state source feeding one route's backends, if any.
+    pub etcd: Option<super::store::EtcdConfig>,
 }
 
 /// Checked `[timeouts]`.
@@ -268,6 +270,12 @@ impl RouteConfig {
 }
 
 impl GatewayConfig {
+    /// The route a state source feeds (its backends come from the store,
+    /// not from this configuration), if any.
+    pub fn fed_route(&self) -> Option<&str> {
+        self.etcd.as_ref().map(|e| e.route.as_str())
+    }
+
     /// Settings with defaults for everything but the listener and routes.
     pub fn new(listen: SocketAddr, routes: Vec<RouteConfig>) -> Self {
         Self {
@@ -285,6 +293,7 @@ impl GatewayConfig {
             timeouts: Timeouts::default(),
             limits: Limits::default(),
             routes,
+            etcd: None,
         }
     }
 }

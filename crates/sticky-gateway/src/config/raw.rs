@@ -49,6 +49,8 @@ pub struct RawConfig {
     /// Routes, matched by host and longest path prefix.
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    /// The etcd state source feeding one route.
+    pub etcd: Option<super::store::RawEtcd>,
 }
 
 /// `[timeouts]`.

@@ -158,6 +158,11 @@ pub fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
         }
         routes.push(route);
     }
+    let etcd = raw
+        .etcd
+        .map(|e| super::store::validate_etcd(e, &routes))
+        .transpose()?;
+    super::store::check_backends(&routes, etcd.as_ref().map(|e| e.route.as_str()))?;
     Ok(GatewayConfig {
         listen,
         tls_listeners,
@@ -175,6 +180,7 @@ pub fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
         timeouts,
         limits,
         routes,
+        etcd,
     })
 }
 
@@ -344,12 +350,6 @@ fn validate_route(at: &str, r: RawRoute) -> Result<RouteConfig, ConfigError> {
         0 => Ejection::disabled(),
         n => Ejection::after(n, cool_down),
     };
-    if r.backends.is_empty() {
-        return Err(ConfigError::new(
-            f("backends"),
-            "at least one backend is required",
-        ));
-    }
     let mut backends: Vec<BackendConfig> = Vec::with_capacity(r.backends.len());
     for (j, b) in r.backends.into_iter().enumerate() {
         let bf = |name: &str| format!("{at}.backends[{j}].{name}");

@@ -10,6 +10,7 @@ pub(crate) mod sessions;
 mod status;
 pub mod upkeep;
 
+pub use sessions::SessionSummary;
 use status::TableLoad;
 pub use status::{BackendState, BackendStatus, InFlight};
 

@@ -170,43 +170,28 @@ impl SessionSketch {
     /// The estimated number of distinct sessions recorded within the
     /// window ending at `now_ms` (0 exactly when none was).
     pub(crate) fn estimate(&self, now_ms: u64, window_ms: u64) -> u64 {
+        self.summary(now_ms, window_ms).estimate()
+    }
+
+    /// The union of the live epochs' sketches: the window's registers, as a
+    /// value that can be copied, serialised and merged with other replicas'.
+    pub(crate) fn summary(&self, now_ms: u64, window_ms: u64) -> SessionSummary {
         let epoch = now_ms / epoch_ms(window_ms) + 1;
         let live: [bool; SLOTS] = std::array::from_fn(|s| {
             let e = self.epochs[s].load(Relaxed);
             e != 0 && e <= epoch && epoch - e < SLOTS as u64
         });
-        let mut sum = 0.0f64;
-        let mut zeros = 0usize;
+        let mut out = SessionSummary::empty();
         for w in 0..WORDS {
-            let mut union = [0u32; 8];
             for (s, _) in live.iter().enumerate().filter(|(_, l)| **l) {
                 let word = self.words[s * WORDS + w].load(Relaxed);
-                for (k, u) in union.iter_mut().enumerate() {
-                    *u = (*u).max((word >> (k * 4)) & 0xf);
+                for k in 0..8 {
+                    let r = &mut out.registers[w * 8 + k];
+                    *r = (*r).max(((word >> (k * 4)) & 0xf) as u8);
                 }
             }
-            for r in union {
-                zeros += usize::from(r == 0);
-                // 2^-r, exactly.
-                sum += f64::from_bits((1023 - u64::from(r)) << 52);
-            }
         }
-        if zeros == M {
-            return 0;
-        }
-        let m = M as f64;
-        let alpha = 0.7213 / (1.0 + 1.079 / m);
-        // Linear counting (from the share of empty registers) while it is
-        // the more accurate: the raw HyperLogLog estimate is biased upwards
-        // below about 5m, by some 2 % near the classic 2.5m switch point,
-        // while linear counting's error only passes HyperLogLog's 1.6 %
-        // around 3m (HyperLogLog++, Heule et al. 2013, section 5.3).
-        let linear = (zeros > 0).then(|| m * (m / zeros as f64).ln());
-        let est = match linear {
-            Some(lc) if lc <= 3.0 * m => lc,
-            _ => alpha * m * m / sum,
-        };
-        est.round().max(1.0) as u64
+        out
     }
 
     /// The sessions this backend holds, as placement compares them: the
@@ -228,6 +213,111 @@ impl SessionSketch {
             self.cached.store(self.estimate(now_ms, window_ms), Relaxed);
         }
         self.cached.load(Relaxed) + self.placed.load(Relaxed)
+    }
+}
+
+/// A backend's session sketch over its window, as a plain value: what one
+/// replica publishes so that a fleet of replicas can merge what each saw.
+///
+/// The union of two summaries (register-wise maximum) estimates the
+/// distinct sessions seen by either, with the same error as one sketch:
+/// sessions that reached the backend through two replicas count once.
+/// Serialised as [`SessionSummary::BYTES`] bytes (two 4-bit registers a
+/// byte), whatever the traffic.
+///
+/// ```
+/// use tower_sticky::table::{BackendTable, SessionSummary};
+/// let mut table = BackendTable::<&str>::new();
+/// table.insert("a", (), 0).unwrap();
+/// let window = std::time::Duration::from_secs(60);
+/// let mine = table.get(0).unwrap().status().session_summary(1_000, window);
+/// let theirs = SessionSummary::from_bytes(&mine.to_bytes()).unwrap();
+/// let mut fleet = SessionSummary::empty();
+/// fleet.merge(&mine);
+/// fleet.merge(&theirs);
+/// assert_eq!(fleet.estimate(), 0);
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionSummary {
+    registers: Box<[u8]>,
+}
+
+impl std::fmt::Debug for SessionSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionSummary")
+            .field("estimate", &self.estimate())
+            .finish()
+    }
+}
+
+impl Default for SessionSummary {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+impl SessionSummary {
+    /// The length of [`SessionSummary::to_bytes`].
+    pub const BYTES: usize = M / 2;
+
+    /// No session seen.
+    pub fn empty() -> Self {
+        Self {
+            registers: vec![0u8; M].into_boxed_slice(),
+        }
+    }
+
+    /// Adds what `other` saw: afterwards this summary counts every session
+    /// either counted, once.
+    pub fn merge(&mut self, other: &Self) {
+        for (a, b) in self.registers.iter_mut().zip(other.registers.iter()) {
+            *a = (*a).max(*b);
+        }
+    }
+
+    /// The estimated number of distinct sessions (0 exactly when none).
+    pub fn estimate(&self) -> u64 {
+        let mut sum = 0.0f64;
+        let mut zeros = 0usize;
+        for &r in self.registers.iter() {
+            zeros += usize::from(r == 0);
+            // 2^-r, exactly.
+            sum += f64::from_bits((1023 - u64::from(r)) << 52);
+        }
+        if zeros == M {
+            return 0;
+        }
+        let m = M as f64;
+        let alpha = 0.7213 / (1.0 + 1.079 / m);
+        // Linear counting (from the share of empty registers) while it is
+        // the more accurate: the raw HyperLogLog estimate is biased upwards
+        // below about 5m, by some 2 % near the classic 2.5m switch point,
+        // while linear counting's error only passes HyperLogLog's 1.6 %
+        // around 3m (HyperLogLog++, Heule et al. 2013, section 5.3).
+        let linear = (zeros > 0).then(|| m * (m / zeros as f64).ln());
+        let est = match linear {
+            Some(lc) if lc <= 3.0 * m => lc,
+            _ => alpha * m * m / sum,
+        };
+        est.round().max(1.0) as u64
+    }
+
+    /// The registers, two to a byte (low nibble first).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.registers
+            .chunks_exact(2)
+            .map(|p| (p[0] & 0xf) | (p[1] << 4))
+            .collect()
+    }
+
+    /// Reads [`SessionSummary::to_bytes`]; `None` unless exactly
+    /// [`SessionSummary::BYTES`] long.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != Self::BYTES {
+            return None;
+        }
+        let registers = bytes.iter().flat_map(|b| [b & 0xf, b >> 4]).collect();
+        Some(Self { registers })
     }
 }
 
@@ -329,5 +419,35 @@ mod tests {
             10,
             "nothing to take back"
         );
+    }
+
+    #[test]
+    fn summaries_round_trip_and_merge_to_the_union() {
+        let now = 9_000_000;
+        let (a, b) = (SessionSketch::new(), SessionSketch::new());
+        let mut rng = SplitMix(99);
+        let ids: Vec<u64> = (0..6_000).map(|_| rng.next_u64()).collect();
+        // a sees the first 4,000, b the last 4,000: 2,000 through both.
+        for id in &ids[..4_000] {
+            a.record(*id, now, WINDOW);
+        }
+        for id in &ids[2_000..] {
+            b.record(*id, now, WINDOW);
+        }
+        let sa = a.summary(now, WINDOW);
+        assert_eq!(sa.estimate(), a.estimate(now, WINDOW));
+        let bytes = sa.to_bytes();
+        assert_eq!(bytes.len(), SessionSummary::BYTES);
+        assert_eq!(SessionSummary::from_bytes(&bytes).as_ref(), Some(&sa));
+        assert_eq!(SessionSummary::from_bytes(&bytes[1..]), None);
+        let mut fleet = SessionSummary::empty();
+        fleet.merge(&SessionSummary::from_bytes(&bytes).unwrap());
+        fleet.merge(&b.summary(now, WINDOW));
+        let est = fleet.estimate() as f64;
+        assert!(
+            (est - 6_000.0).abs() / 6_000.0 <= 0.05,
+            "union {est} of 6000"
+        );
+        assert_eq!(SessionSummary::empty().estimate(), 0);
     }
 }

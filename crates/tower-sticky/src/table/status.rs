@@ -191,6 +191,17 @@ impl BackendStatus {
         self.sessions.estimate(now_ms, window.as_millis() as u64)
     }
 
+    /// The sketch behind [`active_sessions`](Self::active_sessions) as a
+    /// value, for a replica to publish and a fleet to merge (see
+    /// [`SessionSummary`](super::SessionSummary)).
+    pub fn session_summary(
+        &self,
+        now_ms: u64,
+        window: std::time::Duration,
+    ) -> super::SessionSummary {
+        self.sessions.summary(now_ms, window.as_millis() as u64)
+    }
+
     /// Marks the backend removed; false if it already was.
     pub(crate) fn mark_removed(&self, now_ms: u64) -> bool {
         self.removed_ms
