@@ -1,0 +1,164 @@
+//! Forwarding fields on a proxied request, as sticky-gateway sets them:
+//! the client's address appended to `X-Forwarded-For` (several fields are
+//! joined into one list first), `X-Forwarded-Proto` and `X-Forwarded-Host`
+//! set. A `Forwarded` field the client sent goes on unchanged (the gateway
+//! does not write one either).
+//!
+//! The client's address is axum's `ConnectInfo<SocketAddr>` (serve the app
+//! with `into_make_service_with_connect_info::<SocketAddr>()`) or
+//! tower-sticky's [`PeerAddr`]; without either, `X-Forwarded-For` is left
+//! as it came.
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::ConnectInfo;
+use http::header::{self, Entry, HeaderName};
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue};
+use tower_sticky::PeerAddr;
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Who the fields speak for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Hop {
+    /// The gateway shape: this server is the edge, so `-Proto` and `-Host`
+    /// are this hop's, whatever the client claimed.
+    Edge,
+    /// A peer-mode replica forwarding to the session's owner: it sits
+    /// behind a balancer that may have set `-Proto` and `-Host` already
+    /// (a TLS-terminating one says `https`), so those are kept; only
+    /// missing ones are set.
+    Peer,
+}
+
+/// The connecting client's IP address, when the server put it in the
+/// request's extensions.
+pub(crate) fn client_ip(parts: &Parts) -> Option<IpAddr> {
+    if let Some(ConnectInfo(addr)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
+        return Some(addr.ip());
+    }
+    parts.extensions.get::<PeerAddr>().map(|p| p.0.ip())
+}
+
+/// Sets the forwarding fields of a request about to leave for a backend
+/// or a peer. The owner of a forwarded request adds nothing: its
+/// connection comes from the forwarding replica, whose address is not the
+/// client's.
+pub(crate) fn set(parts: &mut Parts, hop: Hop) {
+    if let Some(ip) = client_ip(parts) {
+        append_for(&mut parts.headers, ip);
+    }
+    let host = parts.headers.get(header::HOST).cloned();
+    let h = &mut parts.headers;
+    match hop {
+        Hop::Edge => {
+            h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+            if let Some(host) = host {
+                h.insert(&X_FORWARDED_HOST, host);
+            }
+        }
+        Hop::Peer => {
+            if !h.contains_key(&X_FORWARDED_PROTO) {
+                h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+            }
+            if let (Some(host), false) = (host, h.contains_key(&X_FORWARDED_HOST)) {
+                h.insert(&X_FORWARDED_HOST, host);
+            }
+        }
+    }
+}
+
+/// Appends `ip` to `X-Forwarded-For`, written on the stack (no `String`).
+fn append_for(h: &mut HeaderMap, ip: IpAddr) {
+    // The longest IPv6 text is 45 bytes.
+    let mut buf = [0u8; 48];
+    let len = {
+        let mut w = &mut buf[..];
+        if write!(w, "{ip}").is_err() {
+            return;
+        }
+        48 - w.len()
+    };
+    let ip = &buf[..len];
+    match h.entry(&X_FORWARDED_FOR) {
+        Entry::Vacant(e) => {
+            if let Ok(v) = HeaderValue::from_bytes(ip) {
+                e.insert(v);
+            }
+        }
+        Entry::Occupied(mut e) => {
+            // Several fields are one list: joined, then the client appended.
+            let mut joined: Vec<u8> = Vec::with_capacity(64);
+            for v in e.iter() {
+                joined.extend_from_slice(v.as_bytes());
+                joined.extend_from_slice(b", ");
+            }
+            joined.extend_from_slice(ip);
+            if let Ok(v) = HeaderValue::from_bytes(&joined) {
+                e.insert(v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(headers: &[(&str, &str)], from: Option<&str>) -> Parts {
+        let mut b = http::Request::get("/x");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let mut p = b.body(()).unwrap().into_parts().0;
+        if let Some(a) = from {
+            p.extensions
+                .insert(ConnectInfo(a.parse::<SocketAddr>().unwrap()));
+        }
+        p
+    }
+
+    #[test]
+    fn the_edge_appends_the_client_and_sets_proto_and_host() {
+        let mut p = parts(
+            &[
+                ("host", "app.test"),
+                ("x-forwarded-for", "198.51.100.1"),
+                ("x-forwarded-for", "198.51.100.2"),
+                ("x-forwarded-proto", "https"),
+                ("forwarded", "for=198.51.100.1"),
+            ],
+            Some("[2001:db8::7]:5000"),
+        );
+        set(&mut p, Hop::Edge);
+        assert_eq!(
+            p.headers["x-forwarded-for"],
+            "198.51.100.1, 198.51.100.2, 2001:db8::7"
+        );
+        assert_eq!(p.headers.get_all("x-forwarded-for").iter().count(), 1);
+        assert_eq!(p.headers["x-forwarded-proto"], "http");
+        assert_eq!(p.headers["x-forwarded-host"], "app.test");
+        assert_eq!(p.headers["forwarded"], "for=198.51.100.1");
+    }
+
+    #[test]
+    fn a_peer_keeps_what_the_balancer_set_and_without_an_address_adds_none() {
+        let mut p = parts(
+            &[("host", "app.test"), ("x-forwarded-proto", "https")],
+            Some("203.0.113.5:4000"),
+        );
+        set(&mut p, Hop::Peer);
+        assert_eq!(p.headers["x-forwarded-for"], "203.0.113.5");
+        assert_eq!(p.headers["x-forwarded-proto"], "https");
+        assert_eq!(p.headers["x-forwarded-host"], "app.test");
+
+        let mut p = parts(&[("host", "app.test")], None);
+        set(&mut p, Hop::Peer);
+        assert!(p.headers.get("x-forwarded-for").is_none());
+        assert_eq!(p.headers["x-forwarded-proto"], "http");
+    }
+}
