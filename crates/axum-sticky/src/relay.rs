@@ -143,3 +143,33 @@ pub(crate) fn not_fit(routed: Routed, status: StatusCode) -> Response<Body> {
     drop(routed);
     r
 }
+
+/// After an attempt on `name` found it unreachable (nothing sent): one
+/// failure counted on it and it ejected, then the request decided again
+/// from its kept token and counted in flight on the new member, of which
+/// `pick` takes what the next attempt needs. The answer instead when every
+/// member was tried (`502`, `none_left` the text) or the failover policy
+/// refuses (`503`).
+pub(crate) fn reroute<K, T, R>(
+    engine: &Engine,
+    table: &BackendTable<K, T>,
+    routed: &mut Routed,
+    name: &Arc<str>,
+    error: &dyn std::fmt::Display,
+    none_left: &'static str,
+    pick: impl FnOnce(&T) -> R,
+) -> Result<R, Response<Body>> {
+    routed.unreachable(engine, table);
+    tracing::warn!(backend = %name, %error, "unreachable, ejected");
+    if routed.unreachable_count() as usize >= table.len() {
+        let affinity = Affinity::new(*routed.decision(), Some(name.clone()));
+        return Err(bad_gateway(none_left, affinity));
+    }
+    routed.reroute(engine, table, |_| true);
+    let Some(member) = routed.target().and_then(|i| table.get(i)) else {
+        return Err(rejected(routed));
+    };
+    let picked = pick(member.value());
+    routed.begin(engine, table);
+    Ok(picked)
+}

@@ -18,22 +18,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tower::{Layer, ServiceExt};
-use tower_sticky::token::{KeyRing, Token, TokenCodec};
-use tower_sticky::{Ejection, Outcome, StableId, StickyConfig};
+use tower_sticky::token::KeyRing;
+use tower_sticky::{Ejection, Outcome, StickyConfig};
+
+mod common;
+use common::{closed_port, token_for};
 
 const WAIT: Duration = Duration::from_secs(5);
-
-fn token_for(keys: &KeyRing, replica: &str) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as u32;
-    let t = Token::new(replica.to_string().stable_id(), 42, now);
-    format!(
-        "sticky={}",
-        TokenCodec::new(keys.clone(), "sticky").seal(&t).as_str()
-    )
-}
 
 fn get(cookie: Option<&str>) -> Request<Body> {
     let mut b = Request::get("/cart").header("host", "app.test");
@@ -54,11 +45,6 @@ fn counters(layer: &PeerLayer, name: &str) -> (usize, u64, u64) {
     (b.in_flight(), b.failures(), b.ejections())
 }
 
-fn closed_port() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
-}
-
 #[tokio::test]
 async fn a_request_served_here_is_in_flight_until_its_body_ends() {
     let layer = PeerLayer::new(
@@ -66,21 +52,16 @@ async fn a_request_served_here_is_in_flight_until_its_body_ends() {
         "app-1",
         [("app-2", "127.0.0.1:9")],
     );
-    let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(1);
-    let rx = std::sync::Arc::new(std::sync::Mutex::new(Some(rx)));
+    let (tx, body) = common::streaming();
+    let body = std::sync::Arc::new(std::sync::Mutex::new(Some(body)));
     let app = tower::service_fn(move |_req: Request<Body>| {
-        let rx = rx.lock().unwrap().take().expect("one request");
-        async move {
-            let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-                rx.recv().await.map(|f| (f, rx))
-            });
-            Ok::<_, Infallible>(Response::new(Body::from_stream(stream)))
-        }
+        let body = body.lock().unwrap().take().expect("one request");
+        async move { Ok::<_, Infallible>(Response::new(body)) }
     });
     let res = layer.layer(app).oneshot(get(None)).await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(counters(&layer, "app-1").0, 1, "in flight while it streams");
-    tx.send(Ok(Bytes::from_static(b"cart"))).await.unwrap();
+    tx.send(Bytes::from_static(b"cart")).await.unwrap();
     drop(tx);
     let body = axum::body::to_bytes(res.into_body(), 64).await.unwrap();
     assert_eq!(&body[..], b"cart");

@@ -18,6 +18,8 @@ use tower_sticky::token::KeyRing;
 use tower_sticky::{Ejection, Outcome, StickyConfig};
 use tower_test::mock;
 
+mod common;
+
 type Mock = mock::Mock<Request<Body>, Response<Body>>;
 type Handle = mock::Handle<Request<Body>, Response<Body>>;
 
@@ -63,10 +65,8 @@ async fn a_request_is_in_flight_until_its_response_body_ends() {
     );
     let call = tokio::spawn(proxy.clone().oneshot(get_with(None)));
     let (_, send) = next(&mut ha).await;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
-    let stream =
-        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) });
-    send.send_response(Response::new(Body::from_stream(stream)));
+    let (tx, body) = common::streaming();
+    send.send_response(Response::new(body));
     let res = call.await.unwrap().unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(
@@ -74,7 +74,7 @@ async fn a_request_is_in_flight_until_its_response_body_ends() {
         1,
         "in flight while the body streams"
     );
-    tx.send(Ok(Bytes::from_static(b"part"))).await.unwrap();
+    tx.send(Bytes::from_static(b"part")).await.unwrap();
     drop(tx);
     let body = axum::body::to_bytes(res.into_body(), 64).await.unwrap();
     assert_eq!(&body[..], b"part");
@@ -83,10 +83,8 @@ async fn a_request_is_in_flight_until_its_response_body_ends() {
     // A body dropped unread releases it too.
     let call = tokio::spawn(proxy.clone().oneshot(get_with(None)));
     let (_, send) = next(&mut ha).await;
-    let (_tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
-    let stream =
-        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) });
-    send.send_response(Response::new(Body::from_stream(stream)));
+    let (_tx, body) = common::streaming();
+    send.send_response(Response::new(body));
     let res = call.await.unwrap().unwrap();
     assert_eq!(counters(&proxy, "a").0, 1);
     drop(res);

@@ -15,7 +15,7 @@ use tower_sticky::{Engine, Routed};
 
 use super::hop::HOP_HEADER;
 use super::Shared;
-use crate::answer::{bad_gateway, plain, rejected};
+use crate::answer::plain;
 use crate::forwarded::Hop;
 use crate::relay::{self, Origin};
 use crate::{Affinity, ResponseFuture};
@@ -242,23 +242,21 @@ where
             Err(sticky_proxy::Error::Connect(e)) => e,
             Err(e) => return relay::failed(engine, &shared.table.load(), routed, name, &e),
         };
-        // Nothing was sent: one failure, the peer ejected, and the request
-        // decided again from its token.
+        // Nothing was sent: the request is decided again from its token.
         client.pool().clear();
-        let table = shared.table.load();
-        routed.unreachable(engine, &table);
-        tracing::warn!(peer = %name, error = %e, "peer unreachable, ejected");
-        if routed.unreachable_count() as usize >= table.len() {
-            let affinity = Affinity::new(*routed.decision(), Some(name));
-            return bad_gateway("no replica could be reached\n", affinity);
-        }
-        routed.reroute(engine, &table, |_| true);
-        let Some(b) = routed.target().and_then(|i| table.get(i)) else {
-            return rejected(&routed);
+        let next = relay::reroute(
+            engine,
+            &shared.table.load(),
+            &mut routed,
+            &name,
+            &e,
+            "no replica could be reached\n",
+            |link| link.clone(),
+        );
+        let link = match next {
+            Ok(link) => link,
+            Err(answer) => return answer,
         };
-        routed.begin(engine, &table);
-        let link = b.value().clone();
-        drop(table);
         name = link.name;
         match link.client {
             Some(c) => client = c,

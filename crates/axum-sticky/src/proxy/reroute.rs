@@ -11,8 +11,8 @@ use axum::body::Body;
 use http::Response;
 use sticky_proxy::Backend;
 
-use super::service::{Exchange, Shared};
-use crate::answer::{bad_gateway, rejected};
+use super::service::{Exchange, Shared, NONE_LEFT};
+use crate::answer::bad_gateway;
 use crate::relay::{self, Origin};
 use crate::Affinity;
 
@@ -48,26 +48,20 @@ pub(super) async fn send<S: Clone + 'static>(
             Err(sticky_proxy::Error::Connect(e)) => e,
             Err(e) => return relay::failed(engine, &shared.backends.load(), routed, name, &e),
         };
-        // Nothing was sent: one failure, the backend ejected, and the
-        // request decided again.
+        // Nothing was sent: the request is decided again.
         client.pool().clear();
         let table = shared.backends.load();
-        routed.unreachable(engine, &table);
-        tracing::warn!(backend = %name, error = %e, "backend unreachable, ejected");
-        if routed.unreachable_count() as usize >= table.len() {
-            let affinity = Affinity::new(*routed.decision(), Some(name));
-            return bad_gateway("no backend could be reached\n", affinity);
-        }
-        routed.reroute(engine, &table, |_| true);
-        let Some(b) = routed.target().and_then(|i| table.get(i)) else {
-            return rejected(&routed);
+        let next = relay::reroute(engine, &table, &mut routed, &name, &e, NONE_LEFT, |m| {
+            (as_proxy_client(m.service()).cloned(), m.name().clone())
+        });
+        (client, name) = match next {
+            Ok((Some(client), name)) => (client, name),
+            // One client type for the whole set: never another one.
+            Ok((None, name)) => {
+                let affinity = Affinity::new(*routed.decision(), Some(name));
+                return bad_gateway(NONE_LEFT, affinity);
+            }
+            Err(answer) => return answer,
         };
-        let Some(next) = as_proxy_client(b.value().service()) else {
-            let affinity = Affinity::new(*routed.decision(), Some(name));
-            return bad_gateway("no backend could be reached\n", affinity);
-        };
-        client = next.clone();
-        name = b.value().name().clone();
-        routed.begin(engine, &table);
     }
 }

@@ -13,7 +13,6 @@ use tower::ServiceExt;
 use tower_service::Service;
 use tower_sticky::{Engine, Routed, StickyConfig};
 
-use crate::answer::{bad_gateway, rejected};
 use crate::backends::Backends;
 use crate::forwarded::Hop;
 use crate::relay::{self, Origin};
@@ -145,6 +144,9 @@ where
     }
 }
 
+/// The answer's text when no backend could be reached.
+pub(super) const NONE_LEFT: &str = "no backend could be reached\n";
+
 /// One request on its way: its lifecycle, its backend's name, its head
 /// (ready to leave) and the client's upgrade.
 pub(super) struct Exchange {
@@ -176,22 +178,17 @@ where
         client_upgrade,
     } = x;
     let engine = &shared.engine;
+    // Not ready: nothing was sent, the request is still ours.
     while let Err(e) = ServiceExt::<Request<Body>>::ready(&mut service).await {
         let e: tower::BoxError = e.into();
         let table = shared.backends.load();
-        routed.unreachable(engine, &table);
-        tracing::warn!(backend = %name, error = %e, "backend not ready, ejected");
-        if routed.unreachable_count() as usize >= table.len() {
-            let affinity = Affinity::new(*routed.decision(), Some(name));
-            return bad_gateway("no backend could be reached\n", affinity);
-        }
-        routed.reroute(engine, &table, |_| true);
-        let Some(b) = routed.target().and_then(|i| table.get(i)) else {
-            return rejected(&routed);
+        let next = relay::reroute(engine, &table, &mut routed, &name, &e, NONE_LEFT, |m| {
+            (m.service().clone(), m.name().clone())
+        });
+        (service, name) = match next {
+            Ok(next) => next,
+            Err(answer) => return answer,
         };
-        service = b.value().service().clone();
-        name = b.value().name().clone();
-        routed.begin(engine, &table);
     }
     parts
         .extensions
