@@ -23,6 +23,8 @@ use crate::{body, tunnel, Affinity};
 /// Decides `parts` over `table` and counts the request in flight on the
 /// chosen member, of which `pick` takes what the exchange needs (its
 /// client and name) while the table is held; a rejection is the 503 answer.
+// The answer is returned once and at once; boxing it would allocate.
+#[allow(clippy::result_large_err)]
 pub(crate) fn decide<K, T, R>(
     engine: &Engine,
     table: &BackendTable<K, T>,
@@ -150,6 +152,7 @@ pub(crate) fn not_fit(routed: Routed, status: StatusCode) -> Response<Body> {
 /// `pick` takes what the next attempt needs. The answer instead when every
 /// member was tried (`502`, `none_left` the text) or the failover policy
 /// refuses (`503`).
+#[allow(clippy::result_large_err)]
 pub(crate) fn reroute<K, T, R>(
     engine: &Engine,
     table: &BackendTable<K, T>,
