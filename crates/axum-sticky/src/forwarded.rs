@@ -49,6 +49,8 @@ pub(crate) fn client_ip(parts: &Parts) -> Option<IpAddr> {
 /// connection comes from the forwarding replica, whose address is not the
 /// client's.
 pub(crate) fn set(parts: &mut Parts, hop: Hop) {
+    // Up to three fields more: one growth of the map at most.
+    parts.headers.reserve(3);
     if let Some(ip) = client_ip(parts) {
         append_for(&mut parts.headers, ip);
     }
@@ -72,23 +74,42 @@ pub(crate) fn set(parts: &mut Parts, hop: Hop) {
     }
 }
 
-/// Appends `ip` to `X-Forwarded-For`, written on the stack (no `String`).
-fn append_for(h: &mut HeaderMap, ip: IpAddr) {
-    // The longest IPv6 text is 45 bytes.
+thread_local! {
+    /// The last client address this thread wrote, and its text: the
+    /// requests of one connection come one after another on one task, so
+    /// the next request's address is most often the same, and its text a
+    /// reference count instead of formatting and an allocation.
+    static LAST_CLIENT: std::cell::RefCell<Option<(IpAddr, HeaderValue)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// `ip` as header text.
+fn ip_value(ip: IpAddr) -> Option<HeaderValue> {
+    let cached = LAST_CLIENT.with_borrow(|last| match last {
+        Some((at, v)) if *at == ip => Some(v.clone()),
+        _ => None,
+    });
+    if cached.is_some() {
+        return cached;
+    }
+    // The longest IPv6 text is 45 bytes: written on the stack, no `String`.
     let mut buf = [0u8; 48];
     let len = {
         let mut w = &mut buf[..];
-        if write!(w, "{ip}").is_err() {
-            return;
-        }
+        write!(w, "{ip}").ok()?;
         48 - w.len()
     };
-    let ip = &buf[..len];
+    let v = HeaderValue::from_bytes(&buf[..len]).ok()?;
+    LAST_CLIENT.with_borrow_mut(|last| *last = Some((ip, v.clone())));
+    Some(v)
+}
+
+/// Appends `ip` to `X-Forwarded-For`.
+fn append_for(h: &mut HeaderMap, ip: IpAddr) {
+    let Some(ip) = ip_value(ip) else { return };
     match h.entry(&X_FORWARDED_FOR) {
         Entry::Vacant(e) => {
-            if let Ok(v) = HeaderValue::from_bytes(ip) {
-                e.insert(v);
-            }
+            e.insert(ip);
         }
         Entry::Occupied(mut e) => {
             // Several fields are one list: joined, then the client appended.
@@ -97,7 +118,7 @@ fn append_for(h: &mut HeaderMap, ip: IpAddr) {
                 joined.extend_from_slice(v.as_bytes());
                 joined.extend_from_slice(b", ");
             }
-            joined.extend_from_slice(ip);
+            joined.extend_from_slice(ip.as_bytes());
             if let Ok(v) = HeaderValue::from_bytes(&joined) {
                 e.insert(v);
             }
