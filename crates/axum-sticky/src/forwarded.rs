@@ -54,22 +54,14 @@ pub(crate) fn set(parts: &mut Parts, hop: Hop) {
     if let Some(ip) = client_ip(parts) {
         append_for(&mut parts.headers, ip);
     }
-    let host = parts.headers.get(header::HOST).cloned();
     let h = &mut parts.headers;
-    match hop {
-        Hop::Edge => {
-            h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-            if let Some(host) = host {
-                h.insert(&X_FORWARDED_HOST, host);
-            }
-        }
-        Hop::Peer => {
-            if !h.contains_key(&X_FORWARDED_PROTO) {
-                h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-            }
-            if let (Some(host), false) = (host, h.contains_key(&X_FORWARDED_HOST)) {
-                h.insert(&X_FORWARDED_HOST, host);
-            }
+    let set_host = hop == Hop::Edge || !h.contains_key(&X_FORWARDED_HOST);
+    if hop == Hop::Edge || !h.contains_key(&X_FORWARDED_PROTO) {
+        h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    }
+    if set_host {
+        if let Some(host) = h.get(header::HOST).cloned() {
+            h.insert(&X_FORWARDED_HOST, host);
         }
     }
 }
