@@ -22,6 +22,7 @@
 //! other half of the nonce.
 
 use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 
 use http::header::HeaderName;
@@ -56,8 +57,33 @@ const SKEW_S: u32 = 2;
 #[derive(Debug, Default)]
 struct Seen {
     since: u32,
-    current: HashSet<u64>,
-    previous: HashSet<u64>,
+    current: Nonces,
+    previous: Nonces,
+}
+
+/// Marker ids: random nonces under the seal, so no client picks them and
+/// they need no keyed hash; taken as they are.
+type Nonces = HashSet<u64, BuildHasherDefault<NonceHasher>>;
+
+/// The hasher of [`Nonces`]: the id itself.
+#[derive(Debug, Default)]
+struct NonceHasher(u64);
+
+impl Hasher for NonceHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used; any other input is folded in.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id;
+    }
 }
 
 impl Seen {
@@ -66,7 +92,10 @@ impl Seen {
         // A marker is good for TTL_S from its (up to SKEW_S ahead) issue
         // time: each generation outlives that.
         if now.saturating_sub(self.since) >= TTL_S + SKEW_S {
-            self.previous = std::mem::take(&mut self.current);
+            // The next generation starts as large as the last one ended:
+            // growing again from nothing rehashes every few thousand hops.
+            let room = Nonces::with_capacity_and_hasher(self.current.len(), Default::default());
+            self.previous = std::mem::replace(&mut self.current, room);
             self.since = now;
         }
         !self.previous.contains(&id) && self.current.insert(id)
