@@ -1,8 +1,9 @@
-//! Forwarding fields on a proxied request, as sticky-gateway sets them:
-//! the client's address appended to `X-Forwarded-For` (several fields are
-//! joined into one list first), `X-Forwarded-Proto` and `X-Forwarded-Host`
-//! set. A `Forwarded` field the client sent goes on unchanged (the gateway
-//! does not write one either).
+//! Forwarding fields on a proxied request. The gateway shape sets them as
+//! sticky-gateway does: the client's address appended to `X-Forwarded-For`
+//! (several fields are joined into one list first), `X-Forwarded-Proto`
+//! and `X-Forwarded-Host` set. A peer hop only appends the client to
+//! `X-Forwarded-For`. A `Forwarded` field the client sent goes on
+//! unchanged (sticky-gateway does not write one either).
 //!
 //! The client's address is axum's `ConnectInfo<SocketAddr>` (serve the app
 //! with `into_make_service_with_connect_info::<SocketAddr>()`) or
@@ -28,10 +29,12 @@ pub(crate) enum Hop {
     /// The gateway shape: this server is the edge, so `-Proto` and `-Host`
     /// are this hop's, whatever the client claimed.
     Edge,
-    /// A peer-mode replica forwarding to the session's owner: it sits
-    /// behind a balancer that may have set `-Proto` and `-Host` already
-    /// (a TLS-terminating one says `https`), so those are kept; only
-    /// missing ones are set.
+    /// A peer-mode replica forwarding to the session's owner. The owner's
+    /// app is to see the request as this replica's would have: the same
+    /// `Host` (the client passes it on), the balancer's `-Proto` and
+    /// `-Host` if it set them (a TLS-terminating one says `https`; this
+    /// replica cannot know the client's scheme). Only the client's address
+    /// is added, since the owner's connection comes from this replica.
     Peer,
 }
 
@@ -49,17 +52,16 @@ pub(crate) fn client_ip(parts: &Parts) -> Option<IpAddr> {
 /// connection comes from the forwarding replica, whose address is not the
 /// client's.
 pub(crate) fn set(parts: &mut Parts, hop: Hop) {
-    // Up to three fields more: one growth of the map at most.
-    parts.headers.reserve(3);
+    if hop == Hop::Edge {
+        // Up to three fields more: one growth of the map at most.
+        parts.headers.reserve(3);
+    }
     if let Some(ip) = client_ip(parts) {
         append_for(&mut parts.headers, ip);
     }
-    let h = &mut parts.headers;
-    let set_host = hop == Hop::Edge || !h.contains_key(&X_FORWARDED_HOST);
-    if hop == Hop::Edge || !h.contains_key(&X_FORWARDED_PROTO) {
+    if hop == Hop::Edge {
+        let h = &mut parts.headers;
         h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    }
-    if set_host {
         if let Some(host) = h.get(header::HOST).cloned() {
             h.insert(&X_FORWARDED_HOST, host);
         }
@@ -159,19 +161,19 @@ mod tests {
     }
 
     #[test]
-    fn a_peer_keeps_what_the_balancer_set_and_without_an_address_adds_none() {
+    fn a_peer_adds_the_client_only() {
         let mut p = parts(
             &[("host", "app.test"), ("x-forwarded-proto", "https")],
             Some("203.0.113.5:4000"),
         );
         set(&mut p, Hop::Peer);
         assert_eq!(p.headers["x-forwarded-for"], "203.0.113.5");
-        assert_eq!(p.headers["x-forwarded-proto"], "https");
-        assert_eq!(p.headers["x-forwarded-host"], "app.test");
+        assert_eq!(p.headers["x-forwarded-proto"], "https", "the balancer's");
+        assert!(p.headers.get("x-forwarded-host").is_none());
 
         let mut p = parts(&[("host", "app.test")], None);
         set(&mut p, Hop::Peer);
         assert!(p.headers.get("x-forwarded-for").is_none());
-        assert_eq!(p.headers["x-forwarded-proto"], "http");
+        assert!(p.headers.get("x-forwarded-proto").is_none());
     }
 }

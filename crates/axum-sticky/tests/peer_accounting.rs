@@ -240,7 +240,7 @@ async fn the_owner_sees_the_original_client_not_the_forwarding_replica() {
     let body = axum::body::to_bytes(res.into_body(), 256).await.unwrap();
     assert_eq!(
         std::str::from_utf8(&body).unwrap(),
-        "203.0.113.7|https|app.test",
+        "203.0.113.7|https|-",
         "the client once, the forwarding replica (127.0.0.1) not at all"
     );
 }

@@ -47,9 +47,10 @@
 //! request extensions. The replica the client reached appends the
 //! client's address to `X-Forwarded-For` on the forwarded request (from
 //! axum's `ConnectInfo<SocketAddr>`: serve the app with
-//! `into_make_service_with_connect_info::<SocketAddr>()`) and sets
-//! `X-Forwarded-Proto` and `-Host` unless the balancer did; the owner adds
-//! nothing, so the forwarding replica's address never appears.
+//! `into_make_service_with_connect_info::<SocketAddr>()`) and adds no
+//! other field (`Host` passes unchanged; `X-Forwarded-Proto` and `-Host`
+//! are the balancer's if it set them); the owner adds nothing, so the
+//! forwarding replica's address never appears.
 //!
 //! A request counts in flight on the replica that serves it, here or a
 //! peer, until its response body has ended or is dropped. A peer that
