@@ -13,7 +13,8 @@
 //!   `run::start`, one catch-all route) → backend app, on a pinned session;
 //! - `peer_mode`: client → replica A (the app with `PeerLayer`) → replica B
 //!   (the same app with `PeerLayer`, which owns the session and checks the
-//!   hop marker).
+//!   hop marker). A is served with connection info, so it appends the
+//!   client to `X-Forwarded-For` as sticky-gateway does.
 //!
 //! A hop's cost is its path's time minus `direct`'s.
 //!
@@ -135,7 +136,16 @@ async fn setup() -> Paths {
         ))
     };
     let (app_a, app_b) = (peer("a", "b", b_addr), peer("b", "a", a_addr));
-    tokio::spawn(async move { axum::serve(la, app_a).await });
+    // A, the replica the client reached, knows the client's address and
+    // appends it to X-Forwarded-For, as sticky-gateway does; B is served
+    // as the direct path's app is.
+    tokio::spawn(async move {
+        axum::serve(
+            la,
+            app_a.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+    });
     tokio::spawn(async move { axum::serve(lb, app_b).await });
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
