@@ -24,26 +24,16 @@ use tower_sticky::{Ejection, Outcome, StickyConfig};
 mod common;
 use common::{closed_port, token_for};
 
-const WAIT: Duration = Duration::from_secs(5);
-
 fn get(cookie: Option<&str>) -> Request<Body> {
-    let mut b = Request::get("/cart").header("host", "app.test");
-    if let Some(c) = cookie {
-        b = b.header("cookie", c);
-    }
-    b.body(Body::empty()).unwrap()
+    common::get("/cart", cookie)
 }
 
 /// Per replica as `layer` sees it: (in flight, failures, ejections).
 fn counters(layer: &PeerLayer, name: &str) -> (usize, u64, u64) {
-    let stats = layer.stats();
-    let b = stats
-        .backends()
-        .iter()
-        .find(|b| b.key() == name)
-        .expect("the replica is in the table");
-    (b.in_flight(), b.failures(), b.ejections())
+    common::counters(&layer.stats(), name)
 }
+
+const WAIT: Duration = Duration::from_secs(5);
 
 #[tokio::test]
 async fn a_request_served_here_is_in_flight_until_its_body_ends() {

@@ -18,7 +18,7 @@ use tower_sticky::{Outcome, StickyConfig};
 use tower_test::mock;
 
 mod common;
-use common::{closed_port, token_for};
+use common::{closed_port, get, token_for};
 
 type Handle = mock::Handle<Request<Body>, Response<Body>>;
 
@@ -46,14 +46,6 @@ fn local_app() -> (
         }
     });
     (svc, h)
-}
-
-fn get(uri: &str, cookie: Option<&str>) -> Request<Body> {
-    let mut b = Request::get(uri).header("host", "app.test");
-    if let Some(c) = cookie {
-        b = b.header("cookie", c);
-    }
-    b.body(Body::empty()).unwrap()
 }
 
 async fn answer_local(h: &mut Handle) -> Request<Body> {

@@ -20,33 +20,23 @@ use tower_test::mock;
 
 mod common;
 
+fn get_with(cookie: Option<&str>) -> Request<Body> {
+    common::get("/", cookie)
+}
+
+/// Per backend: (in flight, failures, ejections).
+fn counters<S>(proxy: &StickyProxy<S>, name: &str) -> (usize, u64, u64) {
+    common::counters(&proxy.engine().stats(&proxy.backends().load()), name)
+}
+
 type Mock = mock::Mock<Request<Body>, Response<Body>>;
 type Handle = mock::Handle<Request<Body>, Response<Body>>;
 
 const WAIT: Duration = Duration::from_secs(5);
 
-fn get_with(cookie: Option<&str>) -> Request<Body> {
-    let mut b = Request::get("/").header("host", "app.test");
-    if let Some(c) = cookie {
-        b = b.header("cookie", c);
-    }
-    b.body(Body::empty()).unwrap()
-}
-
 fn cookie_of<B>(res: &Response<B>) -> String {
     let v = res.headers()["set-cookie"].to_str().unwrap();
     v.split(';').next().unwrap().to_string()
-}
-
-/// Per backend: (in flight, failures, ejections).
-fn counters<S>(proxy: &StickyProxy<S>, name: &str) -> (usize, u64, u64) {
-    let stats = proxy.engine().stats(&proxy.backends().load());
-    let b = stats
-        .backends()
-        .iter()
-        .find(|b| b.key() == name)
-        .expect("the backend is in the set");
-    (b.in_flight(), b.failures(), b.ejections())
 }
 
 async fn next(h: &mut Handle) -> (Request<Body>, mock::SendResponse<Response<Body>>) {

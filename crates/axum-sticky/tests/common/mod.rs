@@ -37,3 +37,22 @@ pub fn streaming() -> (mpsc::Sender<Bytes>, Body) {
     });
     (tx, Body::from_stream(stream))
 }
+
+/// A `GET` of `uri` for `app.test`, with `cookie` if any.
+pub fn get(uri: &str, cookie: Option<&str>) -> http::Request<Body> {
+    let mut b = http::Request::get(uri).header("host", "app.test");
+    if let Some(c) = cookie {
+        b = b.header("cookie", c);
+    }
+    b.body(Body::empty()).unwrap()
+}
+
+/// One member's counters: (in flight, failures, ejections).
+pub fn counters(stats: &tower_sticky::Stats<String>, name: &str) -> (usize, u64, u64) {
+    let b = stats
+        .backends()
+        .iter()
+        .find(|b| b.key() == name)
+        .expect("the member is in the table");
+    (b.in_flight(), b.failures(), b.ejections())
+}
