@@ -14,9 +14,7 @@ use axum::Router;
 use axum_sticky::{Affinity, PeerLayer};
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 use tower::{Layer, ServiceExt};
 use tower_sticky::token::KeyRing;
 use tower_sticky::{Ejection, Outcome, StickyConfig};
@@ -58,44 +56,6 @@ async fn a_request_served_here_is_in_flight_until_its_body_ends() {
     assert_eq!(counters(&layer, "app-1").0, 0);
 }
 
-/// A stand-in for a peer on 127.0.0.1, speaking raw HTTP/1.1: answers
-/// each request on one connection with the next of `answers`, and sends
-/// each request head it read on `heads`.
-async fn raw_peer(
-    answers: Vec<&'static [u8]>,
-) -> (String, mpsc::UnboundedReceiver<String>, mpsc::Sender<()>) {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap().to_string();
-    let (heads_tx, heads) = mpsc::unbounded_channel();
-    let (go, mut gone) = mpsc::channel::<()>(1);
-    tokio::spawn(async move {
-        let (mut s, _) = l.accept().await.unwrap();
-        for answer in answers {
-            let mut buf = vec![0u8; 8192];
-            let mut n = 0;
-            while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-                match s.read(&mut buf[n..]).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(k) => n += k,
-                }
-            }
-            let _ = heads_tx.send(String::from_utf8_lossy(&buf[..n]).to_string());
-            if answer.is_empty() {
-                // A chunked body whose end waits for `go`.
-                s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n4\r\ncart\r\n")
-                    .await
-                    .unwrap();
-                gone.recv().await;
-                s.write_all(b"0\r\n\r\n").await.unwrap();
-            } else {
-                s.write_all(answer).await.unwrap();
-            }
-        }
-        let _ = s.read(&mut [0u8; 64]).await;
-    });
-    (addr, heads, go)
-}
-
 fn unused_app() -> Router {
     Router::new().fallback(|| async { "here" })
 }
@@ -103,7 +63,7 @@ fn unused_app() -> Router {
 #[tokio::test]
 async fn a_forwarded_request_is_in_flight_on_the_peer_until_its_body_ends() {
     let keys = KeyRing::generate();
-    let (addr2, _heads, go) = raw_peer(vec![b""]).await;
+    let (addr2, _heads, go) = common::raw_server(vec![b""]).await;
     let layer = PeerLayer::new(
         StickyConfig::new(keys.clone()),
         "app-1",
@@ -155,7 +115,7 @@ async fn an_unreachable_peer_counts_one_failure_and_the_session_comes_here() {
 async fn a_request_not_fit_to_forward_neither_ejects_a_peer_nor_hides_its_failures() {
     let keys = KeyRing::generate();
     const FAIL: &[u8] = b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n";
-    let (addr2, _heads, _go) = raw_peer(vec![FAIL, FAIL]).await;
+    let (addr2, _heads, _go) = common::raw_server(vec![FAIL, FAIL]).await;
     let config =
         StickyConfig::new(keys.clone()).ejection(Ejection::after(2, Duration::from_secs(30)));
     let layer = PeerLayer::new(config, "app-1", [("app-2", addr2.as_str())]);

@@ -11,8 +11,6 @@ use axum::extract::ConnectInfo;
 use axum_sticky::{Affinity, Backends, StickyProxy};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 use tower::ServiceExt;
 use tower_sticky::token::KeyRing;
 use tower_sticky::{Ejection, Outcome, StickyConfig};
@@ -81,29 +79,9 @@ async fn a_request_is_in_flight_until_its_response_body_ends() {
     assert_eq!(counters(&proxy, "a").0, 0, "released when the body dropped");
 }
 
-/// A backend on 127.0.0.1 that answers every request with a chunked body
-/// whose last chunk waits for `finish`.
-async fn slow_backend() -> (String, tokio::sync::mpsc::Sender<()>) {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap().to_string();
-    let (finish, mut finished) = tokio::sync::mpsc::channel::<()>(1);
-    tokio::spawn(async move {
-        let (mut s, _) = l.accept().await.unwrap();
-        let mut buf = [0u8; 4096];
-        let _ = s.read(&mut buf).await;
-        s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n4\r\npart\r\n")
-            .await
-            .unwrap();
-        finished.recv().await;
-        s.write_all(b"0\r\n\r\n").await.unwrap();
-        let _ = s.read(&mut buf).await;
-    });
-    (addr, finish)
-}
-
 #[tokio::test]
 async fn with_the_http_client_too_a_request_is_in_flight_until_its_body_ends() {
-    let (addr, finish) = slow_backend().await;
+    let (addr, _heads, finish) = common::raw_server(vec![b""]).await;
     let proxy = StickyProxy::new(
         StickyConfig::new(KeyRing::generate()),
         Backends::http([("a", addr.as_str())]),

@@ -4,6 +4,8 @@
 
 use axum::body::Body;
 use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tower_sticky::token::{KeyRing, Token, TokenCodec};
 use tower_sticky::StableId;
@@ -55,4 +57,43 @@ pub fn counters(stats: &tower_sticky::Stats<String>, name: &str) -> (usize, u64,
         .find(|b| b.key() == name)
         .expect("the member is in the table");
     (b.in_flight(), b.failures(), b.ejections())
+}
+
+/// A server on 127.0.0.1 speaking raw HTTP/1.1 (a backend, or a stand-in
+/// for a peer): answers each request on one connection with the next of
+/// `answers`, an empty one being a chunked body whose end waits for the
+/// returned sender, and sends each request head it read on the receiver.
+pub async fn raw_server(
+    answers: Vec<&'static [u8]>,
+) -> (String, mpsc::UnboundedReceiver<String>, mpsc::Sender<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let (heads_tx, heads) = mpsc::unbounded_channel();
+    let (go, mut gone) = mpsc::channel::<()>(1);
+    tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        for answer in answers {
+            let mut buf = vec![0u8; 8192];
+            let mut n = 0;
+            while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf[n..]).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(k) => n += k,
+                }
+            }
+            let _ = heads_tx.send(String::from_utf8_lossy(&buf[..n]).to_string());
+            if answer.is_empty() {
+                // A chunked body whose end waits for `go`.
+                s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n4\r\ncart\r\n")
+                    .await
+                    .unwrap();
+                gone.recv().await;
+                s.write_all(b"0\r\n\r\n").await.unwrap();
+            } else {
+                s.write_all(answer).await.unwrap();
+            }
+        }
+        let _ = s.read(&mut [0u8; 64]).await;
+    });
+    (addr, heads, go)
 }
