@@ -101,7 +101,7 @@ async fn with_the_http_client_too_a_request_is_in_flight_until_its_body_ends() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(&body[..], b"part");
+    assert_eq!(&body[..], b"cart");
     assert_eq!(counters(&proxy, "a").0, 0);
 }
 
