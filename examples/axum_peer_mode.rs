@@ -13,8 +13,9 @@
 //! answer carries `X-Replica: NAME`. The key file is sticky-gateway's
 //! (`sticky-gateway keygen > keys`), the same on every replica.
 
+mod support;
+
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -24,45 +25,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use axum_sticky::PeerLayer;
-use tower_sticky::token::KeyRing;
 use tower_sticky::StickyConfig;
 
 #[derive(Clone)]
 struct App {
     name: Arc<str>,
     sessions: Arc<Mutex<HashSet<String>>>,
-}
-
-struct Args {
-    listen: SocketAddr,
-    name: String,
-    peers: Vec<(String, String)>,
-    key_file: String,
-}
-
-fn args() -> Result<Args, String> {
-    let (mut listen, mut name, mut peers, mut key_file) = (None, None, Vec::new(), None);
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--listen" => listen = Some(value()?.parse().map_err(|e| format!("--listen: {e}"))?),
-            "--name" => name = Some(value()?),
-            "--peer" => {
-                let v = value()?;
-                let (n, a) = v.split_once('=').ok_or("--peer is NAME=HOST:PORT")?;
-                peers.push((n.to_string(), a.to_string()));
-            }
-            "--key-file" => key_file = Some(value()?),
-            other => return Err(format!("unknown argument {other}")),
-        }
-    }
-    Ok(Args {
-        listen: listen.ok_or("--listen is required")?,
-        name: name.ok_or("--name is required")?,
-        peers,
-        key_file: key_file.ok_or("--key-file is required")?,
-    })
 }
 
 fn app_sid(headers: &HeaderMap) -> Option<&str> {
@@ -119,25 +87,14 @@ async fn echo(mut socket: WebSocket, name: Arc<str>) {
 
 #[tokio::main]
 async fn main() {
-    let args = match args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("axum_peer_mode: {e}");
-            std::process::exit(2);
-        }
-    };
-    let keys = std::fs::read_to_string(&args.key_file)
-        .map_err(|e| e.to_string())
-        .and_then(|t| KeyRing::from_lines(&t).map_err(|e| e.to_string()));
-    let keys = match keys {
-        Ok(k) => k,
-        Err(e) => {
-            eprintln!("axum_peer_mode: key file {}: {e}", args.key_file);
-            std::process::exit(2);
-        }
-    };
-    let name: Arc<str> = args.name.as_str().into();
-    let replica = HeaderValue::from_str(&args.name).expect("a replica name is header text");
+    let flags = support::flags(support::Spec {
+        program: "axum_peer_mode",
+        member: "--peer",
+        name: true,
+        members_required: false,
+    });
+    let name: Arc<str> = flags.name.as_str().into();
+    let replica = HeaderValue::from_str(&flags.name).expect("a replica name is header text");
     let state = App {
         name: name.clone(),
         sessions: Arc::default(),
@@ -157,9 +114,9 @@ async fn main() {
             }
         }))
         .layer(PeerLayer::new(
-            StickyConfig::new(keys),
-            args.name.clone(),
-            args.peers,
+            StickyConfig::new(flags.keys),
+            flags.name.clone(),
+            flags.members,
         ))
         // Outside: the layer's own answers (403, 502, 503) say who gave them.
         .layer(axum::middleware::map_response(move |mut r: Response| {
@@ -169,29 +126,6 @@ async fn main() {
                 r
             }
         }));
-    let listener = match tokio::net::TcpListener::bind(args.listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("axum_peer_mode: cannot listen on {}: {e}", args.listen);
-            std::process::exit(1);
-        }
-    };
-    println!(
-        "axum_peer_mode {name} listening on {}",
-        listener.local_addr().unwrap()
-    );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(terminated())
-        .await
-        .expect("server");
-}
-
-/// SIGTERM or Ctrl-C.
-async fn terminated() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    let banner = format!("axum_peer_mode {name}");
+    support::serve("axum_peer_mode", &banner, flags.listen, app).await;
 }

@@ -13,11 +13,20 @@
 //!   `run::start`, one catch-all route) → backend app, on a pinned session;
 //! - `peer_mode`: client → replica A (the app with `PeerLayer`) → replica B
 //!   (the same app with `PeerLayer`, which owns the session and checks the
-//!   hop marker).
+//!   hop marker). A is served with connection info, so it appends the
+//!   client to `X-Forwarded-For` as sticky-gateway does.
 //!
 //! A hop's cost is its path's time minus `direct`'s.
 //!
 //! `cargo bench -p sticky-tests --bench peer_hop`
+//!
+//! For instruction counts (repeatable on a busy machine), the bench binary
+//! runs one path `N` times and exits when `STICKY_ITERS=PATH:N` (`direct`,
+//! `sticky_gateway` or `peer_mode`) is set: under
+//! `valgrind --tool=callgrind`, two runs with different `N` give the
+//! instructions per request by difference (set-up cancels out). Callgrind
+//! counts user-space instructions only, the same syscalls on every path
+//! aside.
 #![allow(missing_docs)]
 
 use std::net::SocketAddr;
@@ -26,7 +35,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::Router;
 use axum_sticky::PeerLayer;
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, Criterion};
 use http_body_util::BodyExt;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
@@ -127,7 +136,16 @@ async fn setup() -> Paths {
         ))
     };
     let (app_a, app_b) = (peer("a", "b", b_addr), peer("b", "a", a_addr));
-    tokio::spawn(async move { axum::serve(la, app_a).await });
+    // A, the replica the client reached, knows the client's address and
+    // appends it to X-Forwarded-For, as sticky-gateway does; B is served
+    // as the direct path's app is.
+    tokio::spawn(async move {
+        axum::serve(
+            la,
+            app_a.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+    });
     tokio::spawn(async move { axum::serve(lb, app_b).await });
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -155,11 +173,15 @@ async fn setup() -> Paths {
     }
 }
 
-fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = runtime();
     let mut paths = rt.block_on(setup());
     let mut g = c.benchmark_group("hop");
     g.bench_function("direct", |b| {
@@ -181,4 +203,21 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    if let Ok(spec) = std::env::var("STICKY_ITERS") {
+        let (path, n) = spec.split_once(':').expect("STICKY_ITERS=PATH:N");
+        let n: u64 = n.parse().expect("a count");
+        let rt = runtime();
+        let mut paths = rt.block_on(setup());
+        let (send, cookie) = match path {
+            "direct" => (&mut paths.direct, String::new()),
+            "sticky_gateway" => (&mut paths.gateway.0, paths.gateway.1.clone()),
+            _ => (&mut paths.peer.0, paths.peer.1.clone()),
+        };
+        rt.block_on(run(send, &cookie, n));
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -15,14 +15,26 @@ pub(crate) enum Failure {
 }
 
 /// Classifies an error, found through a boxed error too: sticky-proxy's
-/// typed errors say whether anything was sent; any other error may have
-/// sent the request.
+/// typed errors say whether anything was sent; another client's error is
+/// "unreachable" when its chain of sources holds a refused connection
+/// (nothing can have been sent on a connection that never opened), and
+/// may have sent the request otherwise.
 pub(crate) fn classify(e: &(dyn std::error::Error + 'static)) -> Failure {
-    match e.downcast_ref::<sticky_proxy::Error>() {
-        Some(sticky_proxy::Error::Connect(_)) => Failure::Unreachable,
-        Some(sticky_proxy::Error::Request(r)) => Failure::Refused(r.status()),
-        Some(_) => Failure::MaybeSent,
-        None if e.downcast_ref::<sticky_proxy::ConnectError>().is_some() => Failure::Unreachable,
-        None => Failure::MaybeSent,
+    let mut cause = Some(e);
+    while let Some(e) = cause {
+        match e.downcast_ref::<sticky_proxy::Error>() {
+            Some(sticky_proxy::Error::Connect(_)) => return Failure::Unreachable,
+            Some(sticky_proxy::Error::Request(r)) => return Failure::Refused(r.status()),
+            Some(_) => return Failure::MaybeSent,
+            None => {}
+        }
+        if e.is::<sticky_proxy::ConnectError>()
+            || e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+        {
+            return Failure::Unreachable;
+        }
+        cause = e.source();
     }
+    Failure::MaybeSent
 }

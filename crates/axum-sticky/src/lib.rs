@@ -67,10 +67,13 @@
 mod affinity;
 mod answer;
 mod backends;
+mod body;
 mod error;
+mod forwarded;
 mod future;
 pub mod peer;
 pub mod proxy;
+mod relay;
 mod tunnel;
 
 pub use affinity::Affinity;

@@ -13,9 +13,12 @@ use http::{Request, Response, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tower::{Layer, ServiceExt};
-use tower_sticky::token::{KeyRing, Token, TokenCodec};
-use tower_sticky::{Outcome, StableId, StickyConfig};
+use tower_sticky::token::KeyRing;
+use tower_sticky::{Outcome, StickyConfig};
 use tower_test::mock;
+
+mod common;
+use common::{closed_port, get, token_for};
 
 type Handle = mock::Handle<Request<Body>, Response<Body>>;
 
@@ -43,26 +46,6 @@ fn local_app() -> (
         }
     });
     (svc, h)
-}
-
-fn token_for(keys: &KeyRing, replica: &str) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as u32;
-    let t = Token::new(replica.to_string().stable_id(), 42, now);
-    format!(
-        "sticky={}",
-        TokenCodec::new(keys.clone(), "sticky").seal(&t).as_str()
-    )
-}
-
-fn get(uri: &str, cookie: Option<&str>) -> Request<Body> {
-    let mut b = Request::get(uri).header("host", "app.test");
-    if let Some(c) = cookie {
-        b = b.header("cookie", c);
-    }
-    b.body(Body::empty()).unwrap()
 }
 
 async fn answer_local(h: &mut Handle) -> Request<Body> {
@@ -98,11 +81,6 @@ async fn spawn_app2(keys: &KeyRing) -> (String, Arc<AtomicUsize>) {
     let addr = l.local_addr().unwrap().to_string();
     tokio::spawn(async move { axum::serve(l, app).await });
     (addr, hits)
-}
-
-fn closed_port() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
 }
 
 async fn body_text(res: Response<Body>) -> String {

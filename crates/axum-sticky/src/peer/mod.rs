@@ -44,7 +44,18 @@
 //!
 //! The handlers never see the difference: our cookie and the marker are
 //! removed before they run, and [`Affinity`](crate::Affinity) is in the
-//! request extensions.
+//! request extensions. The replica the client reached appends the
+//! client's address to `X-Forwarded-For` on the forwarded request (from
+//! axum's `ConnectInfo<SocketAddr>`: serve the app with
+//! `into_make_service_with_connect_info::<SocketAddr>()`) and adds no
+//! other field (`Host` passes unchanged; `X-Forwarded-Proto` and `-Host`
+//! are the balancer's if it set them); the owner adds nothing, so the
+//! forwarding replica's address never appears.
+//!
+//! A request counts in flight on the replica that serves it, here or a
+//! peer, until its response body has ended or is dropped. A peer that
+//! cannot be reached counts one failure and is ejected; a request not fit
+//! to forward (`400`, `501`) counts neither way.
 //!
 //! **What it costs.** Behind round robin over `n` replicas, a session's
 //! requests land on its owner `1/n` of the time: `(n-1)/n` of requests take

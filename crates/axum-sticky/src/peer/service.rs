@@ -9,18 +9,16 @@ use axum::body::Body;
 use bytes::Bytes;
 use http::request::Parts;
 use http::{Request, Response, StatusCode};
-use hyper::upgrade::OnUpgrade;
-use sticky_proxy::hop::is_upgrade;
-use sticky_proxy::HopByHop;
 use tower::ServiceExt;
 use tower_service::Service;
 use tower_sticky::{Engine, Routed};
 
 use super::hop::HOP_HEADER;
 use super::Shared;
-use crate::answer::{bad_gateway, plain, rejected};
-use crate::error::{classify, Failure};
-use crate::{tunnel, Affinity, ResponseFuture};
+use crate::answer::plain;
+use crate::forwarded::Hop;
+use crate::relay::{self, Origin};
+use crate::{Affinity, ResponseFuture};
 
 /// An app in peer mode: made by [`PeerLayer`](crate::PeerLayer). `Clone`,
 /// always ready, `Infallible`, as axum wants.
@@ -90,21 +88,18 @@ where
     }
 
     fn call(&mut self, req: Request<Body>) -> ResponseFuture {
-        let shared = &self.shared;
-        let engine = &shared.engine;
         let (mut parts, body) = req.into_parts();
         if parts.headers.contains_key(&HOP_HEADER) {
             return self.hop_received(parts, body);
         }
-        let (routed, client, name) = {
-            let table = shared.table.load();
-            let mut routed = engine.decide(&table, &parts, |_| true);
-            let Some(b) = routed.target().and_then(|i| table.get(i)) else {
-                return ResponseFuture::ready(rejected(&routed));
-            };
-            routed.begin(engine, &table);
-            let link = b.value();
-            (routed, link.client.clone(), link.name.clone())
+        let shared = &self.shared;
+        let engine = &shared.engine;
+        let decided = relay::decide(engine, &shared.table.load(), &parts, |link| {
+            (link.client.clone(), link.name.clone())
+        });
+        let (routed, (client, name)) = match decided {
+            Ok(d) => d,
+            Err(answer) => return ResponseFuture::ready(answer),
         };
         match client {
             None => {
@@ -114,16 +109,13 @@ where
                 ResponseFuture::exchange(serve_here(inner, shared, routed, parts, body))
             }
             Some(client) => {
-                let inner = self.inner.clone();
-                ResponseFuture::exchange(forward(
-                    inner,
-                    shared.clone(),
+                let x = Forward {
+                    shared: shared.clone(),
                     routed,
                     client,
                     name,
-                    parts,
-                    body,
-                ))
+                };
+                ResponseFuture::exchange(forward(self.inner.clone(), x, parts, body))
             }
         }
     }
@@ -179,11 +171,12 @@ where
     }
 }
 
-/// Serves the request with the local app; the response is tagged.
+/// Serves the request with the local app; the response is tagged, and
+/// the request counted in flight here until its body ends.
 async fn serve_here<S, B>(
     inner: S,
     shared: Arc<Shared>,
-    mut routed: Routed,
+    routed: Routed,
     mut parts: Parts,
     body: Body,
 ) -> Response<Body>
@@ -192,46 +185,47 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<tower::BoxError>,
 {
-    let affinity = Affinity::new(*routed.decision(), Some(shared.me.clone()));
-    parts.extensions.insert(affinity.clone());
+    let name = shared.me.clone();
+    parts
+        .extensions
+        .insert(Affinity::new(*routed.decision(), Some(name.clone())));
     let res = match inner.oneshot(Request::from_parts(parts, body)).await {
         Ok(r) => r,
         Err(never) => match never {},
     };
-    routed.finish(!res.status().is_server_error());
-    let (mut head, body) = res.into_parts();
-    routed.tag_response(&shared.engine, &mut head.headers);
-    head.extensions.insert(affinity);
-    Response::from_parts(head, Body::new(body))
+    relay::respond(&shared.engine, routed, res, name, Origin::Local)
+}
+
+/// A request on its way to the replica that owns its session.
+struct Forward {
+    shared: Arc<Shared>,
+    routed: Routed,
+    client: sticky_proxy::Backend,
+    name: Arc<str>,
 }
 
 /// Forwards the request to the replica that owns its session, deciding
-/// again (failover) when that replica cannot be reached.
-async fn forward<S, B>(
-    inner: S,
-    shared: Arc<Shared>,
-    mut routed: Routed,
-    mut client: sticky_proxy::Backend,
-    mut name: Arc<str>,
-    mut parts: Parts,
-    mut body: Body,
-) -> Response<Body>
+/// again (failover) when that replica cannot be reached: one failure
+/// counted on it, ejected, and the request sent where the policy says,
+/// which may be here.
+async fn forward<S, B>(inner: S, x: Forward, mut parts: Parts, mut body: Body) -> Response<Body>
 where
     S: Service<Request<Body>, Response = Response<B>, Error = Infallible>,
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<tower::BoxError>,
 {
+    let Forward {
+        shared,
+        mut routed,
+        mut client,
+        mut name,
+    } = x;
     let engine = &shared.engine;
-    let upgrade = is_upgrade(&parts);
-    let client_upgrade = if upgrade {
-        parts.extensions.remove::<OnUpgrade>()
-    } else {
-        None
+    // Our cookie stays: the owner decides from it too (and removes it).
+    let client_upgrade = match relay::prepare(&mut parts, Hop::Peer) {
+        Ok(u) => u,
+        Err(e) => return relay::not_fit(routed, e.status()),
     };
-    if let Err(e) = HopByHop::of(&parts.headers).strip_request(&mut parts.headers, upgrade) {
-        routed.finish(true);
-        return plain(e.status(), "request not fit to forward\n");
-    }
     loop {
         let to = routed.backend().expect("a routed request has a backend");
         parts
@@ -242,36 +236,27 @@ where
             Err(e) => Err(sticky_proxy::Error::Connect(e)),
         };
         let e = match sent {
-            Ok(res) => return answered(&shared, routed, name, res, client_upgrade),
-            Err(e) => e,
+            Ok(res) => {
+                return relay::respond(engine, routed, res, name, Origin::Remote(client_upgrade))
+            }
+            Err(sticky_proxy::Error::Connect(e)) => e,
+            Err(e) => return relay::failed(engine, &shared.table.load(), routed, name, &e),
         };
-        let affinity = Affinity::new(*routed.decision(), Some(name.clone()));
-        match classify(&e) {
-            Failure::Unreachable => {}
-            Failure::Refused(status) => {
-                routed.finish(true);
-                return plain(status, "request not fit to forward\n");
-            }
-            Failure::MaybeSent => {
-                routed.finish(false);
-                tracing::warn!(peer = %name, error = %e, "forwarded request failed");
-                return bad_gateway("the session's replica failed to answer\n", affinity);
-            }
-        }
-        // Nothing was sent: eject the peer, decide again from the token.
+        // Nothing was sent: the request is decided again from its token.
         client.pool().clear();
-        tracing::warn!(peer = %name, error = %e, "peer unreachable, ejected");
-        let table = shared.table.load();
-        if routed.unreachable_count() as usize >= table.len() {
-            return bad_gateway("no replica could be reached\n", affinity);
-        }
-        routed.reroute(engine, &table, |_| true);
-        let Some(b) = routed.target().and_then(|i| table.get(i)) else {
-            return rejected(&routed);
+        let next = relay::reroute(
+            engine,
+            &shared.table.load(),
+            &mut routed,
+            &name,
+            &e,
+            "no replica could be reached\n",
+            |link| link.clone(),
+        );
+        let link = match next {
+            Ok(link) => link,
+            Err(answer) => return answer,
         };
-        routed.begin(engine, &table);
-        let link = b.value().clone();
-        drop(table);
         name = link.name;
         match link.client {
             Some(c) => client = c,
@@ -286,31 +271,4 @@ where
             }
         }
     }
-}
-
-/// The owner's answer, tagged and sent back; an upgrade is tunnelled.
-fn answered(
-    shared: &Shared,
-    mut routed: Routed,
-    name: Arc<str>,
-    res: Response<sticky_proxy::ResponseBody>,
-    client_upgrade: Option<OnUpgrade>,
-) -> Response<Body> {
-    routed.finish(!res.status().is_server_error());
-    let (mut head, body) = res.into_parts();
-    let switching = head.status == StatusCode::SWITCHING_PROTOCOLS;
-    sticky_proxy::hop::strip_response(&mut head.headers, switching);
-    routed.tag_response(&shared.engine, &mut head.headers);
-    head.extensions
-        .insert(Affinity::new(*routed.decision(), Some(name.clone())));
-    let body = match (switching, client_upgrade) {
-        (true, Some(client)) => {
-            if let Some(backend) = body.into_upgraded() {
-                tunnel::spawn(client, tunnel::BackendSide::Proxy(backend), name);
-            }
-            Body::empty()
-        }
-        _ => Body::new(body),
-    };
-    Response::from_parts(head, body)
 }

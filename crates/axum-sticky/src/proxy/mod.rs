@@ -22,6 +22,10 @@
 //! backend service sees it) and its response carries it too (outer
 //! middleware sees it). A refused request is a `503`, an unreachable or
 //! failing backend a `502`, each with a one-line plain-text reason.
+//!
+//! Serve the app with `into_make_service_with_connect_info::<SocketAddr>()`
+//! and the backend sees the client's address appended to
+//! `X-Forwarded-For`, as sticky-gateway sends it.
 
 mod reroute;
 mod service;

@@ -1,24 +1,24 @@
 //! [`StickyProxy`]: the service.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::request::Parts;
+use http::{Request, Response};
 use hyper::upgrade::OnUpgrade;
-use sticky_proxy::hop::is_upgrade;
-use sticky_proxy::HopByHop;
 use tower::ServiceExt;
 use tower_service::Service;
-use tower_sticky::{Engine, StickyConfig};
+use tower_sticky::{Engine, Routed, StickyConfig};
 
-use crate::answer::{bad_gateway, plain, rejected};
 use crate::backends::Backends;
-use crate::error::{classify, Failure};
-use crate::{tunnel, Affinity, ResponseFuture};
+use crate::forwarded::Hop;
+use crate::relay::{self, Origin};
+use crate::{Affinity, ResponseFuture};
 
-use super::reroute::{self, Sent};
+use super::reroute;
 
 /// A reverse proxy with session affinity over a [`Backends`] set, shaped
 /// for axum: `Clone + Send + Sync`, always ready, `Infallible`. Mount it
@@ -27,25 +27,37 @@ use super::reroute::{self, Sent};
 /// Each request is decided by the core engine (token opened, pinned
 /// backend or failover, placement of new sessions), our cookie is removed
 /// before the backend sees the request, hop-by-hop fields are stripped,
-/// and the response is tagged with `Set-Cookie` when the pin is new,
-/// changed or due a refresh. WebSocket upgrades are tunnelled.
+/// the client's address is appended to `X-Forwarded-For` (from axum's
+/// `ConnectInfo<SocketAddr>` when the app is served with
+/// `into_make_service_with_connect_info`), `X-Forwarded-Proto` and
+/// `X-Forwarded-Host` are set, and the response is tagged with
+/// `Set-Cookie` when the pin is new, changed or due a refresh. WebSocket
+/// upgrades are tunnelled. A request counts in flight on its backend (for
+/// least-loaded placement) until its response body has ended or is
+/// dropped.
 ///
-/// A backend that cannot be reached (nothing sent) is ejected at once.
-/// With sticky-proxy's client (the default, [`Backends::http`]) the request
-/// is then decided again from its kept token and sent where the failover
-/// policy says (`Strict`: 503); with another client, which consumed the
-/// request, it is answered `502` and the session's next requests fail
-/// over.
+/// A backend that cannot be reached (nothing sent) counts one failure and
+/// is ejected at once, and the request is decided again from its kept
+/// token and sent where the failover policy says (`Strict`: 503): with
+/// sticky-proxy's client (the default, [`Backends::http`]) whenever the
+/// connection fails; with another client when its `poll_ready` fails (an
+/// error from its `call` comes after it took the request, which is then
+/// answered `502`, and the session's next requests fail over).
 pub struct StickyProxy<S> {
-    engine: Engine,
-    backends: Backends<S>,
+    shared: Arc<Shared<S>>,
+}
+
+/// What every clone shares: cloning the proxy (axum does, per request) is
+/// one reference count.
+pub(super) struct Shared<S> {
+    pub(super) engine: Engine,
+    pub(super) backends: Backends<S>,
 }
 
 impl<S> Clone for StickyProxy<S> {
     fn clone(&self) -> Self {
         Self {
-            engine: self.engine.clone(),
-            backends: self.backends.clone(),
+            shared: self.shared.clone(),
         }
     }
 }
@@ -53,7 +65,7 @@ impl<S> Clone for StickyProxy<S> {
 impl<S> std::fmt::Debug for StickyProxy<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StickyProxy")
-            .field("backends", &self.backends)
+            .field("backends", &self.shared.backends)
             .finish_non_exhaustive()
     }
 }
@@ -62,20 +74,22 @@ impl<S> StickyProxy<S> {
     /// A proxy deciding with `config` over `backends`.
     pub fn new(config: StickyConfig, backends: Backends<S>) -> Self {
         Self {
-            engine: Engine::new(config),
-            backends,
+            shared: Arc::new(Shared {
+                engine: Engine::new(config),
+                backends,
+            }),
         }
     }
 
     /// The engine (its [`stats`](Engine::stats) over
     /// [`backends`](Self::backends) are the counters).
     pub fn engine(&self) -> &Engine {
-        &self.engine
+        &self.shared.engine
     }
 
     /// The backend set.
     pub fn backends(&self) -> &Backends<S> {
-        &self.backends
+        &self.shared.backends
     }
 }
 
@@ -98,154 +112,92 @@ where
 
     fn call(&mut self, req: Request<Body>) -> ResponseFuture {
         let (mut parts, body) = req.into_parts();
-        let engine = &self.engine;
-        // The table guard is dropped before any await.
-        let (mut routed, service, name) = {
-            let table = self.backends.load();
-            let routed = engine.decide(&table, &parts, |_| true);
-            let Some(b) = routed.target().and_then(|i| table.get(i)) else {
-                return ResponseFuture::ready(rejected(&routed));
-            };
-            let member = b.value();
-            let (service, name) = (member.service().clone(), member.name().clone());
-            let mut routed = routed;
-            routed.begin(engine, &table);
-            (routed, service, name)
+        let shared = &self.shared;
+        let engine = &shared.engine;
+        // Decided once, from the request as the client sent it; a reroute
+        // decides again from the kept token. The table guard is dropped
+        // before any await.
+        let decided = relay::decide(engine, &shared.backends.load(), &parts, |m| {
+            (m.service().clone(), m.name().clone())
+        });
+        let (routed, (service, name)) = match decided {
+            Ok(d) => d,
+            Err(answer) => return ResponseFuture::ready(answer),
         };
         routed.prepare_request(engine, &mut parts.headers);
-        let upgrade = is_upgrade(&parts);
-        let client_upgrade = if upgrade {
-            parts.extensions.remove::<OnUpgrade>()
-        } else {
-            None
+        let client_upgrade = match relay::prepare(&mut parts, Hop::Edge) {
+            Ok(u) => u,
+            Err(e) => return ResponseFuture::ready(relay::not_fit(routed, e.status())),
         };
-        if HopByHop::of(&parts.headers)
-            .strip_request(&mut parts.headers, upgrade)
-            .is_err()
-        {
-            routed.finish(true);
-            return ResponseFuture::ready(plain(
-                StatusCode::NOT_IMPLEMENTED,
-                "transfer coding not supported\n",
-            ));
-        }
-        let affinity = Affinity::new(*routed.decision(), Some(name.clone()));
-        parts.extensions.insert(affinity.clone());
-        let engine = engine.clone();
-        let backends = self.backends.clone();
+        let shared = shared.clone();
+        let x = Exchange {
+            routed,
+            name,
+            parts,
+            client_upgrade,
+        };
         if let Some(client) = reroute::as_proxy_client(&service) {
             let client = client.clone();
-            return ResponseFuture::exchange(send_rerouting(
-                engine,
-                backends,
-                routed,
-                client,
-                name,
-                parts,
-                body,
-                client_upgrade,
-            ));
+            return ResponseFuture::exchange(reroute::send(shared, x, client, body));
         }
-        ResponseFuture::exchange(async move {
-            let res = service.oneshot(Request::from_parts(parts, body)).await;
-            let res = match res {
-                Ok(res) => res,
-                Err(e) => {
-                    let e: tower::BoxError = e.into();
-                    return match classify(&*e) {
-                        Failure::Unreachable => {
-                            routed.unreachable(&engine, &backends.load());
-                            tracing::warn!(backend = %name, error = %e, "backend unreachable, ejected");
-                            bad_gateway("the backend could not be reached\n", affinity)
-                        }
-                        Failure::Refused(status) => {
-                            routed.finish(true);
-                            plain(status, "request not fit to forward\n")
-                        }
-                        Failure::MaybeSent => {
-                            routed.finish(false);
-                            tracing::warn!(backend = %name, error = %e, "backend request failed");
-                            bad_gateway("the backend failed to answer\n", affinity)
-                        }
-                    };
-                }
-            };
-            routed.finish(!res.status().is_server_error());
-            let (mut head, body) = res.into_parts();
-            let switching = head.status == StatusCode::SWITCHING_PROTOCOLS;
-            sticky_proxy::hop::strip_response(&mut head.headers, switching);
-            routed.tag_response(&engine, &mut head.headers);
-            head.extensions.insert(affinity);
-            let body = match (switching, client_upgrade) {
-                (true, Some(client)) => {
-                    if let Some(backend) = tunnel::backend_side(&mut head, body) {
-                        tunnel::spawn(client, backend, name);
-                    }
-                    Body::empty()
-                }
-                _ => Body::new(body),
-            };
-            Response::from_parts(head, body)
-        })
+        ResponseFuture::exchange(send(shared, x, service, body))
     }
 }
 
-/// The exchange with sticky-proxy's client: an unreachable backend is
-/// ejected and the request decided again from its kept token.
-#[allow(clippy::too_many_arguments)]
-async fn send_rerouting<S: Clone + 'static>(
-    engine: Engine,
-    backends: Backends<S>,
-    mut routed: tower_sticky::Routed,
-    client: sticky_proxy::Backend,
-    mut name: std::sync::Arc<str>,
-    parts: http::request::Parts,
-    mut body: Body,
-    client_upgrade: Option<OnUpgrade>,
-) -> Response<Body> {
-    let sent = reroute::send(
-        &engine,
-        &backends,
-        &mut routed,
-        client,
-        &mut name,
-        &parts,
-        &mut body,
-    )
-    .await;
-    let affinity = Affinity::new(*routed.decision(), Some(name.clone()));
-    let res = match sent {
-        Sent::Answer(res) => res,
-        Sent::Rejected => return rejected(&routed),
-        Sent::Failed(e) => {
-            return match classify(&e) {
-                Failure::Unreachable => bad_gateway("no backend could be reached\n", affinity),
-                Failure::Refused(status) => {
-                    routed.finish(true);
-                    plain(status, "request not fit to forward\n")
-                }
-                Failure::MaybeSent => {
-                    routed.finish(false);
-                    tracing::warn!(backend = %name, error = %e, "backend request failed");
-                    bad_gateway("the backend failed to answer\n", affinity)
-                }
-            };
+/// The answer's text when no backend could be reached.
+pub(super) const NONE_LEFT: &str = "no backend could be reached\n";
+
+/// One request on its way: its lifecycle, its backend's name, its head
+/// (ready to leave) and the client's upgrade.
+pub(super) struct Exchange {
+    pub(super) routed: Routed,
+    pub(super) name: Arc<str>,
+    pub(super) parts: Parts,
+    pub(super) client_upgrade: Option<OnUpgrade>,
+}
+
+/// The exchange with any tower client: a backend that is not ready (nothing
+/// sent) is ejected and the request decided again; once called, the client
+/// has the request.
+async fn send<S, ResBody>(
+    shared: Arc<Shared<S>>,
+    x: Exchange,
+    mut service: S,
+    body: Body,
+) -> Response<Body>
+where
+    S: Service<Request<Body>, Response = Response<ResBody>> + Clone + 'static,
+    S::Error: Into<tower::BoxError>,
+    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<tower::BoxError>,
+{
+    let Exchange {
+        mut routed,
+        mut name,
+        mut parts,
+        client_upgrade,
+    } = x;
+    let engine = &shared.engine;
+    // Not ready: nothing was sent, the request is still ours.
+    while let Err(e) = ServiceExt::<Request<Body>>::ready(&mut service).await {
+        let e: tower::BoxError = e.into();
+        let table = shared.backends.load();
+        let next = relay::reroute(engine, &table, &mut routed, &name, &e, NONE_LEFT, |m| {
+            (m.service().clone(), m.name().clone())
+        });
+        (service, name) = match next {
+            Ok(next) => next,
+            Err(answer) => return answer,
+        };
+    }
+    parts
+        .extensions
+        .insert(Affinity::new(*routed.decision(), Some(name.clone())));
+    match service.call(Request::from_parts(parts, body)).await {
+        Ok(res) => relay::respond(engine, routed, res, name, Origin::Remote(client_upgrade)),
+        Err(e) => {
+            let e: tower::BoxError = e.into();
+            relay::failed(engine, &shared.backends.load(), routed, name, &*e)
         }
-    };
-    routed.finish(!res.status().is_server_error());
-    let (mut head, body) = res.into_parts();
-    let switching = head.status == StatusCode::SWITCHING_PROTOCOLS;
-    sticky_proxy::hop::strip_response(&mut head.headers, switching);
-    routed.tag_response(&engine, &mut head.headers);
-    head.extensions.insert(affinity);
-    let body = match (switching, client_upgrade) {
-        (true, Some(client)) => {
-            if let Some(backend) = body.into_upgraded() {
-                tunnel::spawn(client, tunnel::BackendSide::Proxy(backend), name);
-            }
-            Body::empty()
-        }
-        _ => Body::new(body),
-    };
-    Response::from_parts(head, body)
+    }
 }
