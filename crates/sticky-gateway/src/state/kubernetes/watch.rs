@@ -9,6 +9,9 @@
 
 use std::collections::BTreeMap;
 use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -28,19 +31,103 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// the pods behind it, drained as they terminate. Build one with
 /// [`KubernetesSource::new`], then [`run`](KubernetesSource::run) it on its
 /// own task.
+///
+/// A clone shares its [`WatchStatus`] with the original.
 #[derive(Clone)]
 pub struct KubernetesSource {
     api: Api<EndpointSlice>,
+    namespace: String,
     service: String,
     port: PortSelector,
+    status: Arc<WatchStatus>,
 }
 
 impl std::fmt::Debug for KubernetesSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KubernetesSource")
+            .field("namespace", &self.namespace)
             .field("service", &self.service)
             .field("port", &self.port)
             .finish_non_exhaustive()
+    }
+}
+
+/// How a [`KubernetesSource`]'s watch is doing, for the admin API and the
+/// metrics: shared, updated by [`KubernetesSource::run`] as it goes.
+#[derive(Debug)]
+pub struct WatchStatus {
+    connected: AtomicBool,
+    /// When the API server last sent slices (a complete list or a change).
+    last_sync: Mutex<Option<Instant>>,
+    /// The revision of the last snapshot published.
+    revision: AtomicU64,
+    /// Snapshots published so far.
+    published: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for WatchStatus {
+    fn default() -> Self {
+        Self {
+            connected: AtomicBool::new(false),
+            last_sync: Mutex::new(None),
+            revision: AtomicU64::new(0),
+            published: tokio::sync::watch::Sender::new(0),
+        }
+    }
+}
+
+impl WatchStatus {
+    /// Whether the watch is up: the API server answered since the last
+    /// error (false before the first list is in).
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Relaxed)
+    }
+
+    /// Time since the API server last sent slices: a complete list or a
+    /// change to one (`None`: never, since start). The watch sends nothing
+    /// while the Service's pods do not change, so on a quiet Service this
+    /// grows while [`is_connected`](Self::is_connected) stays true.
+    pub fn last_sync_age(&self) -> Option<Duration> {
+        self.last_sync
+            .lock()
+            .ok()
+            .and_then(|t| t.map(|t| t.elapsed()))
+    }
+
+    /// The revision (a digest of the set) of the last snapshot published; 0
+    /// before the first.
+    pub fn revision(&self) -> u64 {
+        self.revision.load(Relaxed)
+    }
+
+    /// Snapshots published so far.
+    pub fn snapshots(&self) -> u64 {
+        *self.published.borrow()
+    }
+
+    /// Waits until a first snapshot was published, for at most `bound`;
+    /// whether one was.
+    pub async fn wait_for_snapshot(&self, bound: Duration) -> bool {
+        let mut rx = self.published.subscribe();
+        tokio::time::timeout(bound, rx.wait_for(|n| *n > 0))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    fn synced(&self) {
+        self.connected.store(true, Relaxed);
+        if let Ok(mut t) = self.last_sync.lock() {
+            *t = Some(Instant::now());
+        }
+    }
+
+    fn failed(&self) {
+        self.connected.store(false, Relaxed);
+    }
+
+    fn published(&self, revision: u64) {
+        self.revision.store(revision, Relaxed);
+        self.published.send_modify(|n| *n += 1);
     }
 }
 
@@ -56,14 +143,14 @@ impl KubernetesSource {
         port: PortSelector,
     ) -> Result<Self, ConfigError> {
         check_service_name(service)?;
-        let api = match namespace {
-            Some(ns) => Api::namespaced(client, ns),
-            None => Api::default_namespaced(client),
-        };
+        let namespace = namespace.unwrap_or(client.default_namespace()).to_owned();
+        let api = Api::namespaced(client, &namespace);
         Ok(Self {
             api,
+            namespace,
             service: service.to_owned(),
             port,
+            status: Arc::default(),
         })
     }
 
@@ -75,15 +162,28 @@ impl KubernetesSource {
         service: &str,
         port: PortSelector,
     ) -> Result<Self, ConfigError> {
-        let client = Client::try_default()
-            .await
-            .map_err(|e| ConfigError::new("kube_service", format!("no Kubernetes client: {e}")))?;
+        let client = Client::try_default().await.map_err(|e| {
+            ConfigError::new(
+                "kubernetes",
+                format!("no Kubernetes client (neither in a cluster nor a kubeconfig): {e}"),
+            )
+        })?;
         Self::new(client, namespace, service, port)
     }
 
     /// The Service whose slices this source watches.
     pub fn service(&self) -> &str {
         &self.service
+    }
+
+    /// The Service's namespace.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// How the watch is doing (shared with every clone of this source).
+    pub fn status(&self) -> Arc<WatchStatus> {
+        self.status.clone()
     }
 
     /// Watches forever, calling `on_snapshot` with each new backend set:
@@ -117,8 +217,16 @@ impl KubernetesSource {
         let mut last: Option<Snapshot> = None;
         while let Some(event) = events.next().await {
             let event = match event {
-                Ok(event) => event,
+                Ok(event) => {
+                    // `Init` is the watcher's own step before it lists: no
+                    // word from the API server yet.
+                    if !matches!(event, Event::Init) {
+                        self.status.synced();
+                    }
+                    event
+                }
                 Err(e) => {
+                    self.status.failed();
                     tracing::warn!(
                         service = %self.service,
                         error = %e,
@@ -157,7 +265,9 @@ impl KubernetesSource {
                 "new backend set from EndpointSlices"
             );
             last = Some(mapping.snapshot.clone());
+            let revision = mapping.snapshot.revision;
             on_snapshot(mapping.snapshot);
+            self.status.published(revision);
         }
     }
 }
@@ -165,17 +275,11 @@ impl KubernetesSource {
 /// A Service name is a DNS-1035 label: it goes into a label selector as is,
 /// so anything else (a comma, an `=`) would select other slices.
 fn check_service_name(name: &str) -> Result<(), ConfigError> {
-    let ok = (1..=63).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && name.as_bytes()[0].is_ascii_lowercase()
-        && !name.ends_with('-');
-    if ok {
+    if crate::config::store::is_dns1035_label(name) {
         Ok(())
     } else {
         Err(ConfigError::new(
-            "kube_service",
+            "kubernetes.service",
             format!("{name:?} is not a Service name (a DNS-1035 label: a-z, 0-9, '-')"),
         ))
     }
