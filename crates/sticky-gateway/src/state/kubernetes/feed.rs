@@ -79,8 +79,7 @@ impl SharedStore for KubernetesFeed {
         Box::pin(async move { Err(IntentError::External(why)) })
     }
 
-    fn status(&self, gw: &Gateway) -> StoreView {
-        let _ = gw;
+    fn status(&self, _gw: &Gateway) -> StoreView {
         let revision = self.status.revision();
         StoreView {
             engine: "kubernetes".into(),
