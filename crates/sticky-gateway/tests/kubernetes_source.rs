@@ -312,3 +312,55 @@ async fn scenario() {
         .await
         .expect("shutdown within 20 s");
 }
+
+/// The binary's answer to `args`, with no Kubernetes client to be found (no
+/// kubeconfig, not in a cluster): its exit status and stderr, bounded.
+fn run_without_cluster(args: &[&str]) -> (Option<i32>, String) {
+    let home = std::env::temp_dir().join(format!("sticky-kube-home-{}", std::process::id()));
+    std::fs::create_dir_all(&home).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sticky-gateway"))
+        .args(args)
+        .env("HOME", &home)
+        .env("KUBECONFIG", home.join("no-such-kubeconfig"))
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            return (status.code(), err);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("sticky-gateway {args:?} did not exit within 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn bad_kubernetes_settings_exit_2_naming_the_field() {
+    let listen = ["--listen", "127.0.0.1:0"];
+    let cases: [(&[&str], &str); 4] = [
+        (&["--kube-service", "Web"], "kubernetes.service"),
+        (&["--kube-service", "web", "--kube-port", "0"], "kubernetes.port"),
+        (
+            &["--kube-service", "web", "--etcd", "http://127.0.0.1:1", "--etcd-prefix", "p"],
+            "kubernetes:",
+        ),
+        // Valid settings, but no client: neither a kubeconfig nor a cluster.
+        (&["--kube-service", "web"], "no Kubernetes client"),
+    ];
+    for (args, field) in cases {
+        let all: Vec<&str> = listen.iter().chain(args).copied().collect();
+        let (code, err) = run_without_cluster(&all);
+        assert_eq!(code, Some(2), "{all:?}: {err}");
+        assert!(err.contains(field), "{all:?}: {err}");
+    }
+}
