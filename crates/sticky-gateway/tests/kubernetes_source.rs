@@ -349,9 +349,19 @@ fn bad_kubernetes_settings_exit_2_naming_the_field() {
     let listen = ["--listen", "127.0.0.1:0"];
     let cases: [(&[&str], &str); 4] = [
         (&["--kube-service", "Web"], "kubernetes.service"),
-        (&["--kube-service", "web", "--kube-port", "0"], "kubernetes.port"),
         (
-            &["--kube-service", "web", "--etcd", "http://127.0.0.1:1", "--etcd-prefix", "p"],
+            &["--kube-service", "web", "--kube-port", "0"],
+            "kubernetes.port",
+        ),
+        (
+            &[
+                "--kube-service",
+                "web",
+                "--etcd",
+                "http://127.0.0.1:1",
+                "--etcd-prefix",
+                "p",
+            ],
             "kubernetes:",
         ),
         // Valid settings, but no client: neither a kubeconfig nor a cluster.

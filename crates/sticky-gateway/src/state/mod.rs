@@ -11,7 +11,10 @@
 //!
 //! A source shared by replicas also stores operator intent: the admin API's
 //! drain and activate go through [`SharedStore::set_intent`], so a drain
-//! clicked on one replica reaches every replica, and never only one.
+//! clicked on one replica reaches every replica, and never only one. A
+//! source whose intent belongs to an orchestrator (Kubernetes: a pod drains
+//! while it terminates) refuses them instead ([`IntentError::External`]),
+//! saying what to do there: never a change on one replica only.
 
 mod apply;
 #[cfg(feature = "etcd")]
