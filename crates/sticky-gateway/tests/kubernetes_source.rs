@@ -3,7 +3,8 @@
 //! cluster can run here), with real loopback backends: the list becomes the
 //! route's backends, a terminating pod drains (its pinned session stays, new
 //! sessions avoid it), a 410 Gone relists, a broken watch shows as
-//! disconnected while the last set keeps serving, and the admin API refuses
+//! disconnected while the last set keeps serving (and connected once a watch
+//! starts again), and the admin API refuses
 //! a drain click with the `kubectl` way instead.
 
 #![cfg(feature = "kubernetes")]
@@ -305,7 +306,17 @@ async fn scenario() {
     let placed = place(addr, 10).await;
     assert!(placed.iter().all(|p| p != "web-b"), "{placed:?}");
 
-    // It retries (from the same version) and stops with the gateway.
+    // It retries from the same version; the watch starting again is
+    // connected again, with no change to the pods.
+    let (req, reply) = next_request(&mut server).await;
+    assert_watch(&req, "40");
+    events(reply, &[]);
+    eventually(5, "the store shows connected again", || async {
+        stats_store(admin_addr).await["connected"] == true
+    })
+    .await;
+
+    // It stops with the gateway.
     let (req, _held) = next_request(&mut server).await;
     assert_watch(&req, "40");
     timeout(Duration::from_secs(20), running.shutdown())

@@ -57,7 +57,7 @@ impl std::fmt::Debug for KubernetesSource {
 #[derive(Debug)]
 pub struct WatchStatus {
     connected: AtomicBool,
-    /// When the API server last sent slices (a complete list or a change).
+    /// When the API server last answered (a list, a watch, a change).
     last_sync: Mutex<Option<Instant>>,
     /// The revision of the last snapshot published.
     revision: AtomicU64,
@@ -77,16 +77,17 @@ impl Default for WatchStatus {
 }
 
 impl WatchStatus {
-    /// Whether the watch is up: the API server answered since the last
-    /// error (false before the first list is in).
+    /// Whether the watch is up: the API server's last answer was a success
+    /// (a list, a watch started, a change), not an error (false before the
+    /// first answer).
     pub fn is_connected(&self) -> bool {
         self.connected.load(Relaxed)
     }
 
-    /// Time since the API server last sent slices: a complete list or a
-    /// change to one (`None`: never, since start). The watch sends nothing
-    /// while the Service's pods do not change, so on a quiet Service this
-    /// grows while [`is_connected`](Self::is_connected) stays true.
+    /// Time since the API server last answered: a list, a watch started
+    /// (again), or a change (`None`: never, since start). The API server
+    /// ends each watch after a few minutes and it is started again, so on a
+    /// quiet Service this stays under about five minutes while connected.
     pub fn last_sync_age(&self) -> Option<Duration> {
         self.last_sync
             .lock()
@@ -144,13 +145,24 @@ impl KubernetesSource {
     ) -> Result<Self, ConfigError> {
         check_service_name(service)?;
         let namespace = namespace.unwrap_or(client.default_namespace()).to_owned();
-        let api = Api::namespaced(client, &namespace);
+        let status = Arc::<WatchStatus>::default();
+        // The watcher reports errors, but not a watch that starts again
+        // after one: the client's own answers tell when it is back.
+        let default_ns = client.default_namespace().to_owned();
+        let observed = Client::new(
+            Observed {
+                client,
+                status: status.clone(),
+            },
+            default_ns,
+        );
+        let api = Api::namespaced(observed, &namespace);
         Ok(Self {
             api,
             namespace,
             service: service.to_owned(),
             port,
-            status: Arc::default(),
+            status,
         })
     }
 
@@ -269,6 +281,44 @@ impl KubernetesSource {
             on_snapshot(mapping.snapshot);
             self.status.published(revision);
         }
+    }
+}
+
+/// A client that notes each answer of the API server in a [`WatchStatus`]:
+/// a success (a list, or a watch that starts) means connected, anything
+/// else (an error status, no answer) disconnected.
+#[derive(Clone)]
+struct Observed {
+    client: Client,
+    status: Arc<WatchStatus>,
+}
+
+type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+impl tower_service::Service<http::Request<kube::client::Body>> for Observed {
+    type Response = http::Response<kube::client::Body>;
+    type Error = kube::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        // The inner client queues requests itself.
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<kube::client::Body>) -> Self::Future {
+        let client = self.client.clone();
+        let status = self.status.clone();
+        Box::pin(async move {
+            let answer = client.send(req).await;
+            match &answer {
+                Ok(r) if r.status().is_success() => status.synced(),
+                _ => status.failed(),
+            }
+            answer
+        })
     }
 }
 
