@@ -136,7 +136,8 @@ impl KubernetesSource {
     /// Watches the slices of `service` in `namespace` (`None`: the client's
     /// default namespace, the pod's own when running in a cluster) through
     /// `client`. Fails if `service` cannot be a Service name, since it goes
-    /// into a label selector.
+    /// into a label selector. Call it within a Tokio runtime, as for
+    /// [`Client::new`]: the client's request queue runs on it.
     pub fn new(
         client: Client,
         namespace: Option<&str>,
