@@ -9,6 +9,8 @@
 //! sticky-gateway --config FILE.toml
 //! sticky-gateway [--config FILE.toml | --listen ADDR [--backend ...]]
 //!                --etcd URL[,URL...] --etcd-prefix PREFIX [--state-dir DIR] [--replica-id ID]
+//! sticky-gateway [--config FILE.toml | --listen ADDR [--backend ...]]
+//!                --kube-service NAME [--kube-namespace NS] [--kube-port NAME|NUMBER]
 //! sticky-gateway keygen
 //! ```
 //! Bad flags exit with status 2 (clap's usage error), and so does a bad
@@ -161,6 +163,20 @@ pub struct RunArgs {
     /// This replica's id under `PREFIX/replicas/` (default: host name and port).
     #[arg(long, value_name = "ID")]
     pub replica_id: Option<String>,
+    /// Feed the route's backends from this Kubernetes Service's
+    /// EndpointSlices: its ready pods, drained as they terminate (the
+    /// command line's route, or with --config the first route or the file's
+    /// `[kubernetes] route`). Needs the cargo feature `kubernetes`.
+    #[arg(long, value_name = "NAME")]
+    pub kube_service: Option<String>,
+    /// The Service's namespace (default: the gateway pod's own, from its
+    /// service account).
+    #[arg(long, value_name = "NS")]
+    pub kube_namespace: Option<String>,
+    /// The pods' port, by the Service port's name or the pod's port number
+    /// (default: the only TCP port).
+    #[arg(long, value_name = "NAME|NUMBER")]
+    pub kube_port: Option<String>,
 }
 
 impl RunArgs {
@@ -179,6 +195,20 @@ impl RunArgs {
             state_dir: self.state_dir.clone(),
             replica_id: self.replica_id.clone(),
             ..Default::default()
+        })
+    }
+
+    /// The `[kubernetes]` values given on the command line, if any.
+    fn kubernetes_override(&self) -> Option<config::RawKubernetes> {
+        if self.kube_service.is_none() && self.kube_namespace.is_none() && self.kube_port.is_none()
+        {
+            return None;
+        }
+        Some(config::RawKubernetes {
+            service: self.kube_service.clone(),
+            namespace: self.kube_namespace.clone(),
+            port: self.kube_port.clone().map(config::store::PortValue::Text),
+            route: None,
         })
     }
 }
@@ -218,9 +248,11 @@ impl Cli {
         }
         let a = self.run;
         let etcd = a.etcd_override();
+        let kubernetes = a.kubernetes_override();
         let (mut config, path) = match &a.config {
             Some(p) => (
-                GatewayConfig::from_file_with_etcd(p, etcd).map_err(CliError::Config)?,
+                GatewayConfig::from_file_with(p, config::Sources { etcd, kubernetes })
+                    .map_err(CliError::Config)?,
                 Some(p.clone()),
             ),
             None => {
@@ -235,7 +267,7 @@ impl Cli {
                         "--listen ADDR or --tls-listen ADDR is required (or --config FILE.toml)",
                     ));
                 }
-                if a.backends.is_empty() && etcd.is_none() {
+                if a.backends.is_empty() && etcd.is_none() && kubernetes.is_none() {
                     return Err(usage(
                         "at least one --backend NAME=HOST:PORT is required (or --config FILE.toml)",
                     ));
@@ -262,14 +294,26 @@ impl Cli {
                 let mut c =
                     GatewayConfig::new("127.0.0.1:0".parse().expect("an address"), vec![route]);
                 c.listen = a.listen;
+                if etcd.is_some() && kubernetes.is_some() {
+                    return Err(CliError::Config(ConfigError::new(
+                        "kubernetes",
+                        "cannot be used with [etcd] (--etcd): one state source feeds a gateway",
+                    )));
+                }
                 if let Some(e) = etcd {
                     c.etcd =
                         Some(config::store::validate_etcd(e, &c.routes).map_err(CliError::Config)?);
                 }
+                if let Some(k) = kubernetes {
+                    c.kubernetes = Some(
+                        config::store::validate_kubernetes(k, &c.routes)
+                            .map_err(CliError::Config)?,
+                    );
+                }
                 config::store::check_backends(&c.routes, c.fed_route()).map_err(|_| {
                     CliError::Config(ConfigError::new(
                         "--backend",
-                        "at least one --backend NAME=HOST:PORT is required (or --etcd)",
+                        "at least one --backend NAME=HOST:PORT is required (or --etcd, or --kube-service)",
                     ))
                 })?;
                 (c, None)
@@ -324,7 +368,6 @@ mod tests {
         Cli::try_parse_from(all).map_err(CliError::Usage)?.action()
     }
 
-    #[cfg(feature = "etcd")]
     fn config_error(r: Result<Action, CliError>) -> ConfigError {
         match r {
             Err(CliError::Config(e)) => e,
@@ -364,6 +407,78 @@ mod tests {
             "a/b",
         ]));
         assert_eq!(e.field, "etcd.replica_id");
+    }
+
+    #[cfg(feature = "kubernetes")]
+    #[test]
+    fn kube_flags_feed_the_command_line_route_which_needs_no_backend() {
+        let Action::Run { config, .. } = action(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--kube-service",
+            "web",
+            "--kube-namespace",
+            "shop",
+            "--kube-port",
+            "8080",
+        ])
+        .unwrap() else {
+            panic!()
+        };
+        let k = config.kubernetes.as_ref().unwrap();
+        assert_eq!(k.service, "web");
+        assert_eq!(k.namespace.as_deref(), Some("shop"));
+        assert_eq!(k.port, config::KubePort::Number(8080));
+        assert_eq!(k.route, config.routes[0].name);
+        assert_eq!(config.fed_route(), Some(k.route.as_str()));
+        assert!(config.routes[0].backends.is_empty());
+        let e = config_error(action(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--kube-service",
+            "Web",
+        ]));
+        assert_eq!(e.field, "kubernetes.service");
+        let e = config_error(action(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--kube-service",
+            "web",
+            "--kube-port",
+            "0",
+        ]));
+        assert_eq!(e.field, "kubernetes.port");
+        // A port without a Service: no Service named anywhere.
+        let e = config_error(action(&["--listen", "127.0.0.1:0", "--kube-port", "http"]));
+        assert_eq!(e.field, "kubernetes.service");
+    }
+
+    #[cfg(not(feature = "kubernetes"))]
+    #[test]
+    fn without_the_feature_kube_flags_are_refused_by_name() {
+        let e = config_error(action(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--kube-service",
+            "web",
+        ]));
+        assert_eq!(e.field, "kubernetes");
+        assert!(e.reason.contains("feature"), "{e}");
+    }
+
+    #[test]
+    fn etcd_and_kube_flags_together_are_refused() {
+        let e = config_error(action(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--etcd",
+            "http://x:1",
+            "--etcd-prefix",
+            "p",
+            "--kube-service",
+            "web",
+        ]));
+        assert_eq!(e.field, "kubernetes");
     }
 
     #[test]

@@ -34,12 +34,18 @@ pub async fn reload(gw: &Arc<Gateway>) -> Result<(), String> {
     let Some(path) = gw.config_path.clone() else {
         return Err("no config file to reload (started from the command line)".into());
     };
-    // A route etcd feeds stays fed: its settings (from the file or the
-    // command line) take effect on restart only, and its backends are the
-    // store's, not the file's.
-    let running_etcd = gw.config().etcd.as_ref().map(|e| e.to_raw());
-    let config =
-        GatewayConfig::from_file_with_etcd(&path, running_etcd).map_err(|e| e.to_string())?;
+    // A route a state source (etcd, Kubernetes) feeds stays fed: its
+    // settings (from the file or the command line) take effect on restart
+    // only, and its backends are the source's, not the file's.
+    let running = gw.config();
+    let over = crate::config::Sources {
+        etcd: running.etcd.as_ref().map(|e| e.to_raw()),
+        kubernetes: running.kubernetes.as_ref().map(|k| k.to_raw()),
+    };
+    let mut config = GatewayConfig::from_file_with(&path, over).map_err(|e| e.to_string())?;
+    if running.kubernetes.is_some() {
+        config.kubernetes = running.kubernetes.clone();
+    }
     let keys = match &config.key_file {
         Some(p) => keyfile::load(p)?,
         // A generated key must outlive reloads, or every session would be lost.

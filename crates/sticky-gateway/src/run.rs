@@ -51,6 +51,45 @@ pub async fn start(
     keys: KeyRing,
     config_path: Option<PathBuf>,
 ) -> std::io::Result<Running> {
+    start_inner(config, keys, config_path, None).await
+}
+
+/// [`start`] with the Kubernetes source already built, on a client of the
+/// caller's choosing (a mocked API server in tests, a client configured
+/// otherwise than [`KubernetesSource::infer`](crate::state::kubernetes::KubernetesSource::infer)
+/// does): it feeds `config.kubernetes`'s route, which must be set.
+#[cfg(feature = "kubernetes")]
+pub async fn start_with_kubernetes(
+    config: GatewayConfig,
+    keys: KeyRing,
+    config_path: Option<PathBuf>,
+    source: crate::state::kubernetes::KubernetesSource,
+) -> std::io::Result<Running> {
+    if config.kubernetes.is_none() {
+        return Err(invalid(
+            "kubernetes: a Kubernetes source was given, but no [kubernetes] settings name its route",
+        ));
+    }
+    start_inner(config, keys, config_path, Some(source)).await
+}
+
+/// A Kubernetes source built by the caller, if any.
+#[cfg(feature = "kubernetes")]
+type GivenKubeSource = Option<crate::state::kubernetes::KubernetesSource>;
+#[cfg(not(feature = "kubernetes"))]
+type GivenKubeSource = Option<std::convert::Infallible>;
+
+/// How long start-up waits for the Kubernetes source's first list before
+/// listening anyway (with no backends on the fed route until it is in).
+#[cfg(feature = "kubernetes")]
+const KUBE_FIRST_LIST: Duration = Duration::from_secs(5);
+
+async fn start_inner(
+    config: GatewayConfig,
+    keys: KeyRing,
+    config_path: Option<PathBuf>,
+    kube_source: GivenKubeSource,
+) -> std::io::Result<Running> {
     admin::auth::check_bind(config.admin, &config.admin_auth).map_err(invalid)?;
     tls::config::check_redirect(&config).map_err(invalid)?;
     let admin_auth =
@@ -86,10 +125,19 @@ pub async fn start(
     let watch = config.file_watch_interval;
     let grace = config.timeouts.shutdown_grace;
     let etcd = config.etcd.clone();
+    let kubernetes = config.kubernetes.clone();
+    if etcd.is_some() && kubernetes.is_some() {
+        return Err(invalid(
+            "kubernetes: cannot be used with etcd: one state source feeds a gateway",
+        ));
+    }
     let gw = Gateway::new(config, &keys, config_path.clone())
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     if let Some(e) = etcd {
         start_etcd(&gw, e, addr).await?;
+    }
+    if let Some(k) = kubernetes {
+        start_kubernetes(&gw, k, kube_source).await?;
     }
     reload::resolve_all(&gw).await;
     health::restart(&gw);
@@ -163,6 +211,55 @@ async fn start_etcd(
 ) -> std::io::Result<()> {
     Err(invalid(
         "etcd: this build has no etcd support (cargo feature `etcd`)",
+    ))
+}
+
+/// Starts the Kubernetes source feeding its route (see
+/// [`crate::state::kubernetes`]): the given one, else one with a client
+/// configured the usual way (in a cluster, or a kubeconfig). Waits a bounded
+/// time for the first list, so a gateway that can reach the API server
+/// starts with its backends.
+#[cfg(feature = "kubernetes")]
+async fn start_kubernetes(
+    gw: &Arc<Gateway>,
+    config: crate::config::KubernetesConfig,
+    source: GivenKubeSource,
+) -> std::io::Result<()> {
+    use crate::state::kubernetes::{self, KubernetesSource};
+    let source = match source {
+        Some(s) => s,
+        None => KubernetesSource::infer(
+            config.namespace.as_deref(),
+            &config.service,
+            config.port.clone().into(),
+        )
+        .await
+        .map_err(invalid)?,
+    };
+    tracing::info!(
+        route = config.route,
+        namespace = source.namespace(),
+        service = source.service(),
+        "backends from the Service's EndpointSlices"
+    );
+    let feed = kubernetes::spawn(gw, &config.route, source);
+    if !feed.watch_status().wait_for_snapshot(KUBE_FIRST_LIST).await {
+        tracing::warn!(
+            route = config.route,
+            "no EndpointSlice list from the API server yet: the route has no backends until it comes, retrying"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "kubernetes"))]
+async fn start_kubernetes(
+    _gw: &Arc<Gateway>,
+    _config: crate::config::KubernetesConfig,
+    _source: GivenKubeSource,
+) -> std::io::Result<()> {
+    Err(invalid(
+        "kubernetes: this build has no Kubernetes support (cargo feature `kubernetes`)",
     ))
 }
 

@@ -14,7 +14,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use sticky_gateway::admin::auth::{AdminAuth, AdminAuthConfig};
 use sticky_gateway::admin::{
-    serve, serve_with_auth, AdminView, BackendView, LatencyHistogram, RouteView,
+    serve, serve_with_auth, AdminView, BackendView, LatencyHistogram, RouteView, StoreView,
 };
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
@@ -29,6 +29,8 @@ struct FakeView {
     backends: Mutex<Vec<BackendView>>,
     calls: Mutex<Vec<String>>,
     ticks: AtomicU64,
+    /// The state source shown, if any.
+    store: Mutex<Option<StoreView>>,
 }
 
 impl FakeView {
@@ -62,6 +64,7 @@ impl FakeView {
             ]),
             calls: Mutex::new(Vec::new()),
             ticks: AtomicU64::new(0),
+            store: Mutex::new(None),
         }
     }
 
@@ -136,6 +139,10 @@ impl AdminView for FakeView {
 
     fn activate(&self, id: &str) -> bool {
         self.set_state(id, "active")
+    }
+
+    fn store(&self) -> Option<StoreView> {
+        self.store.lock().unwrap().clone()
     }
 }
 
@@ -631,6 +638,59 @@ async fn drain_and_activate_buttons_reach_the_gateway() {
         .await;
     cdp.wait_for(badge, json!("active"), limit).await;
     assert_eq!(admin.view.calls(), ["draining:app-2", "active:app-2"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubernetes_fed_route_offers_no_drain_button_and_says_why() {
+    let bin = chromium_or_skip!();
+    let admin = start_admin(&[]).await;
+    const WHY: &str = "drain and activate follow the pods of Service shop/web: `kubectl -n shop delete pod NAME` drains one on every replica";
+    *admin.view.store.lock().unwrap() = Some(StoreView {
+        engine: "kubernetes".into(),
+        route: "app".into(),
+        connected: true,
+        revision: 42,
+        snapshot_revision: 42,
+        last_sync_age_seconds: Some(3.0),
+        intent_refused: Some(WHY.into()),
+        ..Default::default()
+    });
+    let profile = TempDir::new("kube");
+    let url = format!("http://{}/", admin.addr);
+    let (_browser, mut cdp) = open_devtools(&bin, &profile, &url).await;
+    let limit = Duration::from_secs(20);
+    cdp.wait_for(
+        r#"document.getElementById('store-state')?.textContent ?? null"#,
+        json!("kubernetes connected"),
+        limit,
+    )
+    .await;
+    assert_eq!(
+        cdp.eval(r#"document.getElementById('store-ack').textContent"#)
+            .await,
+        json!(WHY)
+    );
+    cdp.wait_for(
+        r#"document.querySelector('button[data-action="drain"][data-id="app-2"]')?.disabled ?? null"#,
+        json!(true),
+        limit,
+    )
+    .await;
+    assert_eq!(
+        cdp.eval(r#"document.querySelector('button[data-action="drain"][data-id="app-2"]').title"#)
+            .await,
+        json!(WHY),
+        "the button says why"
+    );
+    // Another route's backends drain locally as ever.
+    assert_eq!(
+        cdp.eval(
+            r#"document.querySelector('button[data-action="drain"][data-id="api-1"]').disabled"#
+        )
+        .await,
+        json!(false)
+    );
+    assert!(admin.view.calls().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

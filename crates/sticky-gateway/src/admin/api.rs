@@ -305,7 +305,9 @@ async fn act(
             Err(IntentError::UnknownBackend) => {
                 return error(StatusCode::NOT_FOUND, format!("unknown backend id: {id}"))
             }
-            Err(e @ IntentError::Conflict) => return error(StatusCode::CONFLICT, e.to_string()),
+            Err(e @ (IntentError::Conflict | IntentError::External(_))) => {
+                return error(StatusCode::CONFLICT, e.to_string())
+            }
             Err(e @ IntentError::Unavailable(_)) => {
                 return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
             }

@@ -226,8 +226,11 @@
     c.note.hidden = !note;
     setText(c.note, note);
     c.note.className = "note " + cls;
-    c.drain.disabled = b.state === "draining" || c.drain.classList.contains("busy");
-    c.activate.disabled = b.state === "active" || c.activate.classList.contains("busy");
+    c.drain.disabled = !!share.refused || b.state === "draining" || c.drain.classList.contains("busy");
+    c.activate.disabled = !!share.refused || b.state === "active" || c.activate.classList.contains("busy");
+    for (const button of [c.drain, c.activate]) {
+      if (share.refused) button.title = share.refused; else button.removeAttribute("title");
+    }
   }
 
   function updateSection(s, r, backends) {
@@ -299,6 +302,8 @@
         const share = {
           traffic: { live: dt > 0 && dReq > 0 ? true : (prev ? false : null), now: dReq ? d.req / dReq : 0, all: allReq ? b.requests / allReq : 0, rate: dt > 0 && d.known ? d.req / dt : 0 },
           sessions: { live: dt > 0 && dSes > 0, now: dSes ? d.ses / dSes : 0, all: allSes ? b.new_sessions / allSes : 0, rate: dt > 0 && d.known ? d.ses / dt : 0 },
+          // A source that owns drain (Kubernetes) refuses the buttons: say why.
+          refused: stats.store && stats.store.intent_refused && stats.store.route === b.route ? stats.store.intent_refused : null,
         };
         updateCard(c, b, share);
         totRate += share.traffic.rate; totNew += share.sessions.rate;
@@ -327,8 +332,9 @@
     renderStore(stats.store);
   }
 
-  /** The shared store (etcd): connected or not, since when, and which
-   *  replicas have applied the last drain or activation. */
+  /** The shared state source (etcd, Kubernetes): connected or not, since
+   *  when, and which replicas have applied the last drain or activation
+   *  (or, when the source owns drain, how to drain there). */
   function renderStore(s) {
     const el = $("store");
     el.hidden = !s;
@@ -345,9 +351,14 @@
       badge.className = "badge " + (s.stale ? "stale" : "down");
       text = "serving the state as of revision " + s.snapshot_revision +
         (age == null ? " (never synced since start)" : " · last sync " + secs(age) + " ago") +
-        " · drain and activate refused until it is back";
+        (s.intent_refused ? "" : " · drain and activate refused until it is back");
     }
     setText($("store-text"), text);
+    if (s.intent_refused) {
+      setText($("store-ack"), s.intent_refused);
+      $("store-replicas").replaceChildren();
+      return;
+    }
     const live = s.replicas.length;
     setText($("store-ack"), s.intent_revision > 0
       ? "Last drain/activate (revision " + s.intent_revision + ") acknowledged by " +

@@ -8,7 +8,8 @@
 //! | `POST /backends/{id}/drain` | 200 with the backend's new JSON, 404 for an unknown id |
 //! | `POST /backends/{id}/activate` | the same |
 //! | | on a route fed by a shared store (etcd): the intent is stored there first (503 "intent not stored" when the store is unreachable), and the answer comes once this replica applied it |
-//! | `GET /stats` | JSON: `routes` (outcome counters), a `latency` summary and, with a shared store, `store` ([`StoreView`]: connected, revision, last sync age, live replicas and their applied revisions, fleet session estimates) |
+//! | | on a route fed by Kubernetes EndpointSlices: 409, nothing changed, with the `kubectl` way to drain a pod (Kubernetes owns drain there, on every replica) |
+//! | `GET /stats` | JSON: `routes` (outcome counters), a `latency` summary and, with a shared state source, `store` ([`StoreView`]: engine, connected, revision, last sync age, live replicas and their applied revisions, fleet session estimates) |
 //! | `GET /metrics` | Prometheus text exposition |
 //!
 //! [`serve_with_auth`] requires a bearer token as [`auth::AdminAuth`] says

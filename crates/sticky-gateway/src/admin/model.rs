@@ -39,11 +39,11 @@ pub trait AdminView: Send + Sync + 'static {
     }
 }
 
-/// A shared state store (etcd) as the operator sees it, in `GET /stats`
-/// (`store`), the metrics and the dashboard.
+/// A shared state source (etcd, Kubernetes) as the operator sees it, in
+/// `GET /stats` (`store`), the metrics and the dashboard.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct StoreView {
-    /// `etcd`.
+    /// `etcd` or `kubernetes`.
     pub engine: String,
     /// The route it feeds.
     pub route: String,
@@ -68,6 +68,10 @@ pub struct StoreView {
     /// live replica's session sketch merged (this replica's own live one
     /// included).
     pub fleet_sessions: std::collections::BTreeMap<String, u64>,
+    /// Set when the admin API's drain and activate on the fed route are
+    /// refused because the source owns them (Kubernetes: a pod drains while
+    /// it terminates), with what to do instead; `null` when they are stored.
+    pub intent_refused: Option<String>,
 }
 
 impl StoreView {

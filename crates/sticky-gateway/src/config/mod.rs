@@ -23,8 +23,19 @@ pub use parse::{
     check_address, check_token_name, parse_backend_flag, parse_duration, parse_failover,
 };
 pub use raw::RawConfig;
-pub use store::{EtcdConfig, RawEtcd};
+pub use store::{EtcdConfig, KubePort, KubernetesConfig, RawEtcd, RawKubernetes};
 pub use validate::validate;
+
+/// State source settings given outside the file (the command line, or the
+/// running values a reload keeps), each overriding its table's fields.
+#[derive(Clone, Debug, Default)]
+pub struct Sources {
+    /// `--etcd`, `--etcd-prefix`, ...: over `[etcd]`.
+    pub etcd: Option<RawEtcd>,
+    /// `--kube-service`, `--kube-namespace`, `--kube-port`: over
+    /// `[kubernetes]`.
+    pub kubernetes: Option<RawKubernetes>,
+}
 
 /// A configuration error naming the field and why it is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,12 +77,32 @@ impl GatewayConfig {
     /// [`GatewayConfig::from_toml`], with `[etcd]` values from the command
     /// line overriding (or standing in for) the file's.
     pub fn from_toml_with_etcd(text: &str, etcd: Option<RawEtcd>) -> Result<Self, ConfigError> {
+        Self::from_toml_with(
+            text,
+            Sources {
+                etcd,
+                kubernetes: None,
+            },
+        )
+    }
+
+    /// [`GatewayConfig::from_toml`], with state source values from the
+    /// command line overriding (or standing in for) the file's tables.
+    pub fn from_toml_with(text: &str, over: Sources) -> Result<Self, ConfigError> {
         let mut raw: RawConfig = toml::from_str(text).map_err(|e| {
             let msg = e.message().to_string();
             ConfigError::new("", format!("invalid TOML: {msg}\n{e}"))
         })?;
-        if let Some(over) = etcd {
+        if let Some(over) = over.etcd {
             raw.etcd = Some(raw.etcd.take().unwrap_or_default().overridden_by(over));
+        }
+        if let Some(over) = over.kubernetes {
+            raw.kubernetes = Some(
+                raw.kubernetes
+                    .take()
+                    .unwrap_or_default()
+                    .overridden_by(over),
+            );
         }
         validate(raw)
     }
@@ -86,9 +117,20 @@ impl GatewayConfig {
         path: &std::path::Path,
         etcd: Option<RawEtcd>,
     ) -> Result<Self, ConfigError> {
+        Self::from_file_with(
+            path,
+            Sources {
+                etcd,
+                kubernetes: None,
+            },
+        )
+    }
+
+    /// [`GatewayConfig::from_file`] with command-line state source values.
+    pub fn from_file_with(path: &std::path::Path, over: Sources) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::new("", format!("cannot read {}: {e}", path.display())))?;
-        Self::from_toml_with_etcd(&text, etcd).map_err(|mut e| {
+        Self::from_toml_with(&text, over).map_err(|mut e| {
             e.reason = format!("{} (in {})", e.reason, path.display());
             e
         })

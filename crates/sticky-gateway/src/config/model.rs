@@ -55,6 +55,9 @@ pub struct GatewayConfig {
     pub routes: Vec<RouteConfig>,
     /// The etcd state source feeding one route's backends, if any.
     pub etcd: Option<super::store::EtcdConfig>,
+    /// The Kubernetes state source (a Service's EndpointSlices) feeding one
+    /// route's backends, if any. Never set together with `etcd`.
+    pub kubernetes: Option<super::store::KubernetesConfig>,
 }
 
 /// Checked `[timeouts]`.
@@ -273,7 +276,10 @@ impl GatewayConfig {
     /// The route a state source feeds (its backends come from the store,
     /// not from this configuration), if any.
     pub fn fed_route(&self) -> Option<&str> {
-        self.etcd.as_ref().map(|e| e.route.as_str())
+        self.etcd
+            .as_ref()
+            .map(|e| e.route.as_str())
+            .or(self.kubernetes.as_ref().map(|k| k.route.as_str()))
     }
 
     /// Settings with defaults for everything but the listener and routes.
@@ -294,6 +300,7 @@ impl GatewayConfig {
             limits: Limits::default(),
             routes,
             etcd: None,
+            kubernetes: None,
         }
     }
 }

@@ -51,6 +51,9 @@ pub struct RawConfig {
     pub routes: Vec<RawRoute>,
     /// The etcd state source feeding one route.
     pub etcd: Option<super::store::RawEtcd>,
+    /// The Kubernetes state source (a Service's EndpointSlices) feeding one
+    /// route.
+    pub kubernetes: Option<super::store::RawKubernetes>,
 }
 
 /// `[timeouts]`.

@@ -1,6 +1,8 @@
-//! `[etcd]`: the shared state source that feeds one route's backends (see
-//! [`crate::state`]). Read from the file, or from `--etcd`/`--etcd-prefix`
-//! on the command line, which override the file's values.
+//! The state sources that feed one route's backends (see [`crate::state`]):
+//! `[etcd]` (read from the file, or from `--etcd`/`--etcd-prefix` on the
+//! command line) and `[kubernetes]` (or `--kube-service`, `--kube-namespace`,
+//! `--kube-port`). Command-line values override the file's. A gateway has at
+//! most one of them.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -113,20 +115,7 @@ pub fn validate_etcd(raw: RawEtcd, routes: &[RouteConfig]) -> Result<EtcdConfig,
             "a key prefix is required (e.g. \"sticky/prod\")",
         ));
     }
-    let route = match raw.route {
-        Some(r) if routes.iter().any(|x| x.name == r) => r,
-        Some(r) => {
-            let names: Vec<&str> = routes.iter().map(|x| x.name.as_str()).collect();
-            return Err(ConfigError::new(
-                "etcd.route",
-                format!("no route named {r:?} (routes: {})", names.join(", ")),
-            ));
-        }
-        None => match routes.first() {
-            Some(r) => r.name.clone(),
-            None => return Err(ConfigError::new("etcd.route", "there is no route to feed")),
-        },
-    };
+    let route = fed_route("etcd.route", raw.route, routes)?;
     if let Some(id) = &raw.replica_id {
         if id.is_empty() || id.contains('/') || id.contains(char::is_whitespace) {
             return Err(ConfigError::new(
@@ -185,11 +174,249 @@ pub fn check_backends(routes: &[RouteConfig], fed: Option<&str>) -> Result<(), C
         if r.backends.is_empty() && fed != Some(r.name.as_str()) {
             return Err(ConfigError::new(
                 format!("routes[{i}].backends"),
-                "at least one backend is required (unless [etcd] feeds this route)",
+                "at least one backend is required (unless [etcd] or [kubernetes] feeds this route)",
             ));
         }
     }
     Ok(())
+}
+
+/// The route a state source feeds: the one named in `field`, else the
+/// first.
+fn fed_route(
+    field: &str,
+    named: Option<String>,
+    routes: &[RouteConfig],
+) -> Result<String, ConfigError> {
+    match named {
+        Some(r) if routes.iter().any(|x| x.name == r) => Ok(r),
+        Some(r) => {
+            let names: Vec<&str> = routes.iter().map(|x| x.name.as_str()).collect();
+            Err(ConfigError::new(
+                field,
+                format!("no route named {r:?} (routes: {})", names.join(", ")),
+            ))
+        }
+        None => match routes.first() {
+            Some(r) => Ok(r.name.clone()),
+            None => Err(ConfigError::new(field, "there is no route to feed")),
+        },
+    }
+}
+
+/// `[kubernetes]` as written.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKubernetes {
+    /// The Service whose EndpointSlices feed the route.
+    pub service: Option<String>,
+    /// The Service's namespace (default: the gateway pod's own).
+    pub namespace: Option<String>,
+    /// The pods' port: the Service port's name, or the pod's port number.
+    pub port: Option<PortValue>,
+    /// The route fed (default: the first route).
+    pub route: Option<String>,
+}
+
+/// `port` in `[kubernetes]`: a name (`"http"`) or a number (`8080`, or
+/// `"8080"` as on the command line).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum PortValue {
+    /// A TOML integer.
+    Number(i64),
+    /// A TOML string: a number in text, or a port name.
+    Text(String),
+}
+
+impl RawKubernetes {
+    /// `self` with every value `over` sets taken from `over`.
+    pub fn overridden_by(mut self, over: RawKubernetes) -> Self {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if over.$f.is_some() { self.$f = over.$f; } )* };
+        }
+        take!(service, namespace, port, route);
+        self
+    }
+}
+
+/// Which port of the Service's EndpointSlices the gateway connects to
+/// (`[kubernetes] port`, `--kube-port`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum KubePort {
+    /// The slices' only TCP port (the default).
+    #[default]
+    Only,
+    /// The port with this name (the Service port's name).
+    Name(String),
+    /// The port with this number (the pod's port, the Service's
+    /// `targetPort`).
+    Number(u16),
+}
+
+impl std::fmt::Display for KubePort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Only => f.write_str("the only TCP port"),
+            Self::Name(n) => f.write_str(n),
+            Self::Number(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// Checked `[kubernetes]` settings: the Service whose EndpointSlices feed
+/// [`KubernetesConfig::route`] (see `crate::state::kubernetes`, cargo
+/// feature `kubernetes`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KubernetesConfig {
+    /// The Service's name.
+    pub service: String,
+    /// Its namespace; `None`: the client's default (the gateway pod's own
+    /// in a cluster).
+    pub namespace: Option<String>,
+    /// The pods' port.
+    pub port: KubePort,
+    /// The route whose backends the Service's pods are.
+    pub route: String,
+}
+
+impl KubernetesConfig {
+    /// Settings for `service` feeding `route`, in the default namespace, on
+    /// the only TCP port.
+    pub fn new(service: impl Into<String>, route: impl Into<String>) -> Self {
+        Self {
+            service: service.into(),
+            namespace: None,
+            port: KubePort::Only,
+            route: route.into(),
+        }
+    }
+
+    /// Back to the raw shape (for a reload that keeps the running values).
+    pub fn to_raw(&self) -> RawKubernetes {
+        RawKubernetes {
+            service: Some(self.service.clone()),
+            namespace: self.namespace.clone(),
+            port: match &self.port {
+                KubePort::Only => None,
+                KubePort::Name(n) => Some(PortValue::Text(n.clone())),
+                KubePort::Number(n) => Some(PortValue::Number((*n).into())),
+            },
+            route: Some(self.route.clone()),
+        }
+    }
+}
+
+/// Whether `name` is a DNS-1035 label (a Service name): 1 to 63 of a-z, 0-9
+/// and '-', starting with a letter, not ending with '-'. It goes into a
+/// label selector as is, so anything else (a comma, an `=`) would select
+/// other slices.
+pub fn is_dns1035_label(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name.as_bytes()[0].is_ascii_lowercase()
+        && !name.ends_with('-')
+}
+
+/// Whether `name` is a DNS-1123 label (a namespace name): 1 to 63 of a-z,
+/// 0-9 and '-', starting and ending with a letter or digit.
+fn is_dns1123_label(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// Parses a port as `--kube-port` and `[kubernetes] port` take it: a
+/// number in 1..=65535, or a port name (an IANA service name: 1 to 15 of
+/// a-z, 0-9 and '-', with a letter).
+pub fn parse_kube_port(v: &PortValue) -> Result<KubePort, String> {
+    let text = match v {
+        PortValue::Number(n) => {
+            return u16::try_from(*n)
+                .ok()
+                .filter(|n| *n > 0)
+                .map(KubePort::Number)
+                .ok_or_else(|| format!("port {n} is not in 1..=65535"));
+        }
+        PortValue::Text(t) => t.as_str(),
+    };
+    if text.is_empty() {
+        return Err("empty port: give a port name or number".into());
+    }
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        return match text.parse::<u16>() {
+            Ok(0) | Err(_) => Err(format!("port {text:?} is not in 1..=65535")),
+            Ok(n) => Ok(KubePort::Number(n)),
+        };
+    }
+    let ok = text.len() <= 15
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && text.bytes().any(|b| b.is_ascii_lowercase())
+        && !text.starts_with('-')
+        && !text.ends_with('-');
+    if ok {
+        Ok(KubePort::Name(text.to_owned()))
+    } else {
+        Err(format!(
+            "{text:?} is neither a port number nor a port name (1 to 15 of a-z, 0-9, '-')"
+        ))
+    }
+}
+
+/// Checks `[kubernetes]` against the routes it may feed.
+pub fn validate_kubernetes(
+    raw: RawKubernetes,
+    routes: &[RouteConfig],
+) -> Result<KubernetesConfig, ConfigError> {
+    if !cfg!(feature = "kubernetes") {
+        return Err(ConfigError::new(
+            "kubernetes",
+            "this build has no Kubernetes support (build sticky-gateway with the cargo feature `kubernetes`)",
+        ));
+    }
+    let service = match raw.service {
+        Some(s) if is_dns1035_label(&s) => s,
+        Some(s) => {
+            return Err(ConfigError::new(
+                "kubernetes.service",
+                format!("{s:?} is not a Service name (a DNS-1035 label: a-z, 0-9, '-', starting with a letter)"),
+            ))
+        }
+        None => {
+            return Err(ConfigError::new(
+                "kubernetes.service",
+                "the Service whose EndpointSlices feed the route is required (or --kube-service)",
+            ))
+        }
+    };
+    let namespace = match raw.namespace {
+        Some(ns) if is_dns1123_label(&ns) => Some(ns),
+        Some(ns) => {
+            return Err(ConfigError::new(
+                "kubernetes.namespace",
+                format!("{ns:?} is not a namespace name (a DNS-1123 label: a-z, 0-9, '-')"),
+            ))
+        }
+        None => None,
+    };
+    let port = match &raw.port {
+        Some(p) => parse_kube_port(p).map_err(|e| ConfigError::new("kubernetes.port", e))?,
+        None => KubePort::Only,
+    };
+    let route = fed_route("kubernetes.route", raw.route, routes)?;
+    Ok(KubernetesConfig {
+        service,
+        namespace,
+        port,
+        route,
+    })
 }
 
 impl EtcdConfig {
@@ -335,6 +562,154 @@ address = "127.0.0.1:9001"
         assert_eq!(e.prefix, "sticky/prod");
         assert_eq!(e.replica_id.as_deref(), Some("gw-1"));
         assert_eq!(e.publish_interval, std::time::Duration::from_secs(2));
+    }
+
+    const KUBE: &str = r#"
+[kubernetes]
+service = "web"
+namespace = "shop"
+port = "http"
+route = "api"
+
+[[routes]]
+name = "api"
+prefix = "/api"
+
+[[routes]]
+name = "web"
+[[routes.backends]]
+name = "a"
+address = "127.0.0.1:9001"
+"#;
+
+    #[cfg(feature = "kubernetes")]
+    #[test]
+    fn the_kubernetes_table_feeds_its_route_and_bad_values_name_their_field() {
+        use super::{KubePort, PortValue, RawKubernetes};
+        let c = GatewayConfig::from_toml(KUBE).unwrap();
+        assert_eq!(c.fed_route(), Some("api"));
+        let k = c.kubernetes.clone().unwrap();
+        assert_eq!(k.service, "web");
+        assert_eq!(k.namespace.as_deref(), Some("shop"));
+        assert_eq!(k.port, KubePort::Name("http".into()));
+        let bad =
+            |from: &str, to: &str| GatewayConfig::from_toml(&KUBE.replace(from, to)).unwrap_err();
+        assert_eq!(
+            bad("service = \"web\"", "service = \"Web,x=y\"").field,
+            "kubernetes.service"
+        );
+        assert_eq!(bad("service = \"web\"\n", "").field, "kubernetes.service");
+        assert_eq!(
+            bad("namespace = \"shop\"", "namespace = \"-shop\"").field,
+            "kubernetes.namespace"
+        );
+        for port in [
+            "0",
+            "70000",
+            "\"\"",
+            "\"0\"",
+            "\"a_b\"",
+            "\"much-too-long-name\"",
+        ] {
+            assert_eq!(
+                bad("port = \"http\"", &format!("port = {port}")).field,
+                "kubernetes.port",
+                "{port}"
+            );
+        }
+        assert_eq!(
+            bad("route = \"api\"", "route = \"nope\"").field,
+            "kubernetes.route"
+        );
+        assert!(bad("route = \"api\"", "route = \"api\"\ncolour = 1")
+            .to_string()
+            .contains("unknown field"));
+        assert_eq!(
+            bad("route = \"api\"", "route = \"web\"").field,
+            "routes[0].backends",
+            "only the fed route may lack backends"
+        );
+        // A number, in TOML or as text, is the pod's port.
+        let n = GatewayConfig::from_toml(&KUBE.replace("port = \"http\"", "port = 8080")).unwrap();
+        assert_eq!(n.kubernetes.unwrap().port, KubePort::Number(8080));
+        // Without a port, the only one; without a route, the first.
+        let d = GatewayConfig::from_toml(
+            &KUBE
+                .replace("port = \"http\"\n", "")
+                .replace("route = \"api\"\n", ""),
+        )
+        .unwrap();
+        let dk = d.kubernetes.as_ref().unwrap();
+        assert_eq!(
+            (dk.port.clone(), dk.route.as_str()),
+            (KubePort::Only, "api")
+        );
+        // Command-line values override the file's...
+        let over = RawKubernetes {
+            port: Some(PortValue::Text("9090".into())),
+            ..Default::default()
+        };
+        let o = GatewayConfig::from_toml_with(
+            KUBE,
+            crate::config::Sources {
+                etcd: None,
+                kubernetes: Some(over),
+            },
+        )
+        .unwrap();
+        assert_eq!(o.kubernetes.as_ref().unwrap().port, KubePort::Number(9090));
+        assert_eq!(o.kubernetes.as_ref().unwrap().service, "web");
+        // ...and a reload keeps the running ones.
+        let raw = k.to_raw();
+        let again = GatewayConfig::from_toml_with(
+            KUBE,
+            crate::config::Sources {
+                etcd: None,
+                kubernetes: Some(raw),
+            },
+        )
+        .unwrap();
+        assert_eq!(again.kubernetes, c.kubernetes);
+    }
+
+    #[test]
+    fn etcd_and_kubernetes_together_are_refused() {
+        let both = KUBE.replace(
+            "[kubernetes]",
+            "[etcd]\nendpoints = [\"http://127.0.0.1:2379\"]\nprefix = \"p\"\n\n[kubernetes]",
+        );
+        let e = GatewayConfig::from_toml(&both).unwrap_err();
+        assert_eq!(e.field, "kubernetes");
+        assert!(e.reason.contains("etcd"), "{e}");
+    }
+
+    #[cfg(feature = "kubernetes")]
+    #[test]
+    fn the_example_kubernetes_table_parses_once_uncommented() {
+        let text = include_str!("../../gateway.example.toml");
+        let mut out = String::new();
+        let mut inside = false;
+        for line in text.lines() {
+            if line == "# [kubernetes]" {
+                inside = true;
+            } else if line.is_empty() {
+                inside = false;
+            }
+            out.push_str(if inside { &line[2..] } else { line });
+            out.push('\n');
+        }
+        let c = GatewayConfig::from_toml(&out).unwrap();
+        let k = c.kubernetes.unwrap();
+        assert_eq!(k.service, "web");
+        assert_eq!(k.port, super::KubePort::Name("http".into()));
+    }
+
+    #[cfg(not(feature = "kubernetes"))]
+    #[test]
+    fn without_the_feature_a_kubernetes_table_is_refused() {
+        let e = GatewayConfig::from_toml(KUBE).unwrap_err();
+        assert_eq!(e.field, "kubernetes");
+        assert!(e.reason.contains("feature"), "{e}");
     }
 
     #[cfg(not(feature = "etcd"))]

@@ -158,11 +158,25 @@ pub fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
         }
         routes.push(route);
     }
+    if raw.etcd.is_some() && raw.kubernetes.is_some() {
+        return Err(ConfigError::new(
+            "kubernetes",
+            "cannot be used with [etcd] (--etcd): one state source feeds a gateway",
+        ));
+    }
     let etcd = raw
         .etcd
         .map(|e| super::store::validate_etcd(e, &routes))
         .transpose()?;
-    super::store::check_backends(&routes, etcd.as_ref().map(|e| e.route.as_str()))?;
+    let kubernetes = raw
+        .kubernetes
+        .map(|k| super::store::validate_kubernetes(k, &routes))
+        .transpose()?;
+    let fed = etcd
+        .as_ref()
+        .map(|e| e.route.as_str())
+        .or(kubernetes.as_ref().map(|k| k.route.as_str()));
+    super::store::check_backends(&routes, fed)?;
     Ok(GatewayConfig {
         listen,
         tls_listeners,
@@ -181,6 +195,7 @@ pub fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
         limits,
         routes,
         etcd,
+        kubernetes,
     })
 }
 

@@ -193,6 +193,21 @@ mod tests {
             "p",
             "default",
         ));
+        reload_keeps_the_fed_backends(config);
+    }
+
+    #[test]
+    fn a_reload_keeps_the_pods_of_a_kubernetes_fed_route() {
+        let mut config = GatewayConfig::new(
+            "127.0.0.1:0".parse().unwrap(),
+            vec![RouteConfig::catch_all(Vec::new())],
+        );
+        config.kubernetes = Some(crate::config::KubernetesConfig::new("web", "default"));
+        assert_eq!(config.fed_route(), Some("default"));
+        reload_keeps_the_fed_backends(config);
+    }
+
+    fn reload_keeps_the_fed_backends(config: GatewayConfig) {
         let keys = KeyRing::generate();
         let gw = Gateway::new(config.clone(), &keys, None).unwrap();
         let mut snap = Snapshot::default();

@@ -11,7 +11,10 @@
 //!
 //! A source shared by replicas also stores operator intent: the admin API's
 //! drain and activate go through [`SharedStore::set_intent`], so a drain
-//! clicked on one replica reaches every replica, and never only one.
+//! clicked on one replica reaches every replica, and never only one. A
+//! source whose intent belongs to an orchestrator (Kubernetes: a pod drains
+//! while it terminates) refuses them instead ([`IntentError::External`]),
+//! saying what to do there: never a change on one replica only.
 
 mod apply;
 #[cfg(feature = "etcd")]
@@ -43,6 +46,10 @@ pub enum IntentError {
     /// Stored at this revision (every replica will apply it), but this
     /// replica's own watch had not applied it within the request timeout.
     NotApplied(u64),
+    /// The route's intent is not the gateway's to store: it follows an
+    /// orchestrator (Kubernetes drains a pod while it terminates). The
+    /// message says what to do there instead. Nothing was changed.
+    External(String),
 }
 
 impl std::fmt::Display for IntentError {
@@ -51,6 +58,7 @@ impl std::fmt::Display for IntentError {
             Self::UnknownBackend => f.write_str("unknown backend"),
             Self::Unavailable(why) => write!(f, "intent not stored: {why}"),
             Self::Conflict => f.write_str("intent not stored: concurrent changes, try again"),
+            Self::External(why) => write!(f, "intent not stored: {why}"),
             Self::NotApplied(rev) => write!(
                 f,
                 "intent stored at revision {rev}, not yet applied by this replica (its watch is behind)"

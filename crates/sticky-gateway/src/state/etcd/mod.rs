@@ -328,6 +328,7 @@ impl SharedStore for EtcdSource {
             intent_revision: v.intent_revision,
             replicas,
             fleet_sessions: fleet,
+            intent_refused: None,
         }
     }
 }

@@ -196,3 +196,41 @@ fn every_object_round_trips_through_its_kubernetes_type() {
         }
     }
 }
+
+/// The gateway's command line, with its ConfigMap's file, is one the
+/// gateway accepts: the flags feed the file's route from the Service.
+#[test]
+fn the_gateway_args_and_file_start_a_fed_route() {
+    use clap::Parser as _;
+    let docs = documents();
+    let config = find(&docs, "ConfigMap", "sticky-gateway");
+    let dir = std::env::temp_dir().join(format!("sticky-manifest-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a scratch directory");
+    let file = dir.join("sticky.toml");
+    std::fs::write(&file, str_of(&config["data"]["sticky.toml"])).expect("writable");
+    let gateway = find(&docs, "Deployment", "sticky-gateway");
+    let mut argv = vec!["sticky-gateway".to_owned()];
+    for a in gateway["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_sequence()
+        .expect("args")
+    {
+        let a = str_of(a);
+        argv.push(if a.starts_with("--config=") {
+            format!("--config={}", file.display())
+        } else {
+            a.replace("$(POD_NAMESPACE)", "shop")
+        });
+    }
+    let action = crate::cli::Cli::try_parse_from(&argv)
+        .expect("flags parse")
+        .action();
+    let _ = std::fs::remove_dir_all(&dir);
+    let crate::cli::Action::Run { config, .. } = action.expect("a valid configuration") else {
+        panic!("not a run")
+    };
+    let k = config.kubernetes.as_ref().expect("a Kubernetes source");
+    assert_eq!(k.service, "web");
+    assert_eq!(k.namespace.as_deref(), Some("shop"));
+    assert_eq!(k.port, crate::config::KubePort::Name("http".into()));
+    assert_eq!(k.route, config.routes[0].name);
+}

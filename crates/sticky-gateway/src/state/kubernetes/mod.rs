@@ -16,8 +16,20 @@
 //! - [`KubernetesSource`] is the watcher: kube-runtime's list+watch on the
 //!   slices labelled `kubernetes.io/service-name=SERVICE`, relisting after a
 //!   410 Gone and retrying errors with backoff.
-//! - [`KubeArgs`] is the command line: `--kube-service NAME
-//!   [--kube-namespace NS] [--kube-port NAME|NUMBER]`.
+//! - [`spawn`] wires a source into a running gateway: each snapshot is
+//!   applied to the route it feeds, and [`KubernetesFeed`] shows the watch's
+//!   state in the admin API and metrics (`store`, engine `kubernetes`).
+//!
+//! The gateway starts it from `[kubernetes]` in the file or the command
+//! line's `--kube-service NAME [--kube-namespace NS] [--kube-port
+//! NAME|NUMBER]` ([`crate::config::KubernetesConfig`]), with a client
+//! configured the usual way ([`KubernetesSource::infer`]);
+//! [`crate::run::start_with_kubernetes`] takes a source built on any client.
+//!
+//! Drain and activate belong to Kubernetes here: a pod drains while it
+//! terminates, on every replica alike. The admin API's drain and activate on
+//! the fed route answer 409 with the `kubectl` command to use instead,
+//! since a drain kept by one replica alone would make the replicas disagree.
 //!
 //! ```no_run
 //! # async fn wire() -> Result<(), sticky_gateway::config::ConfigError> {
@@ -38,13 +50,13 @@
 //! server (kube's `tower-test` pattern), a 410 Gone relist included, not
 //! against a real cluster.
 
-mod args;
+mod feed;
 pub mod mapping;
 mod watch;
 
-pub use args::KubeArgs;
+pub use feed::{spawn, KubernetesFeed};
 pub use mapping::{endpoint_state, map_slices, Mapping, PortSelector};
-pub use watch::{KubernetesSource, SERVICE_NAME_LABEL};
+pub use watch::{KubernetesSource, WatchStatus, SERVICE_NAME_LABEL};
 
 #[cfg(test)]
 mod manifests_tests;

@@ -44,15 +44,27 @@ fn start() -> (
     mpsc::UnboundedReceiver<Snapshot>,
     tokio::task::JoinHandle<()>,
 ) {
+    let (server, rx, task, _) = start_with_status();
+    (server, rx, task)
+}
+
+/// [`start`], with the source's [`WatchStatus`].
+fn start_with_status() -> (
+    ApiServer,
+    mpsc::UnboundedReceiver<Snapshot>,
+    tokio::task::JoinHandle<()>,
+    std::sync::Arc<WatchStatus>,
+) {
     let (service, server) = mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
     let source = KubernetesSource::new(client, Some("shop"), "web", "http".parse().unwrap())
         .expect("a valid service name");
+    let status = source.status();
     let (tx, rx) = mpsc::unbounded_channel();
     let task = tokio::spawn(source.run_with_backoff(Quick, move |s| {
         let _ = tx.send(s);
     }));
-    (server, rx, task)
+    (server, rx, task, status)
 }
 
 async fn next_request(server: &mut ApiServer) -> (Request<Body>, Reply) {
@@ -238,7 +250,9 @@ async fn list_watch_drain_delete_and_a_410_relist() {
 
 #[tokio::test]
 async fn a_failed_list_is_retried_and_nothing_is_published_meanwhile() {
-    let (mut server, mut rx, task) = start();
+    let (mut server, mut rx, task, watch) = start_with_status();
+    assert!(!watch.is_connected());
+    assert!(watch.last_sync_age().is_none());
     let (req, reply) = next_request(&mut server).await;
     assert_list(&req);
     let refusal = status(403, "Forbidden", "endpointslices is forbidden");
@@ -249,10 +263,16 @@ async fn a_failed_list_is_retried_and_nothing_is_published_meanwhile() {
     let (req, reply) = next_request(&mut server).await;
     assert_list(&req);
     assert!(rx.try_recv().is_err(), "an error publishes nothing");
+    assert!(!watch.is_connected(), "a refusal is not connected");
+    assert_eq!(watch.snapshots(), 0);
     let web_1 = versioned(slice("web-1", vec![ready_pod("web-a", "10.0.0.1")]), "3");
     list(reply, "7", &[web_1]);
     let s = next_snapshot(&mut rx).await;
     assert_eq!(states(&s), vec![("web-a", Active)]);
+    assert!(watch.is_connected());
+    assert!(watch.last_sync_age().is_some());
+    assert_eq!(watch.revision(), s.revision);
+    assert!(watch.wait_for_snapshot(Duration::from_secs(1)).await);
     task.abort();
 }
 
