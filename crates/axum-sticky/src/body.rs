@@ -4,50 +4,11 @@
 //! streaming, not only those waiting for a head.
 
 use std::any::Any;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use axum::body::Body;
 use bytes::Bytes;
-use http_body::{Frame, SizeHint};
+use tower_sticky::service::InFlightBody;
 use tower_sticky::table::InFlight;
-
-/// `body` and the in-flight guard of its request, released when the body
-/// ends, fails or is dropped.
-struct Counted<B> {
-    body: B,
-    in_flight: Option<InFlight>,
-}
-
-impl<B> http_body::Body for Counted<B>
-where
-    B: http_body::Body<Data = Bytes> + Unpin,
-{
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let this = &mut *self;
-        let polled = Pin::new(&mut this.body).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_))))
-            || this.body.is_end_stream()
-        {
-            this.in_flight = None;
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
-}
 
 /// The response body for the client: `body`, counted in flight with
 /// `in_flight` until it ends. One allocation (axum's boxed body), none more:
@@ -66,21 +27,16 @@ where
     let any: &mut dyn Any = &mut body;
     if let Some(b) = any.downcast_mut::<Option<sticky_proxy::ResponseBody>>() {
         let body = b.take().expect("the body is there");
-        return Body::new(Counted {
-            body,
-            in_flight: Some(in_flight),
-        });
+        return Body::new(InFlightBody::new(body, Some(in_flight)));
     }
     let body = Body::new(body.take().expect("the body is there"));
-    Body::new(Counted {
-        body,
-        in_flight: Some(in_flight),
-    })
+    Body::new(InFlightBody::new(body, Some(in_flight)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body::Frame;
     use http_body_util::BodyExt;
     use tower_sticky::table::BackendTable;
     use tower_sticky::{Engine, StickyConfig};

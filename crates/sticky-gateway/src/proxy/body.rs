@@ -9,53 +9,11 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use sticky_proxy::ResponseBody;
-use tower_sticky::table::InFlight;
+use tower_sticky::service::InFlightBody;
 
-/// A backend's response body and the in-flight guard of its request,
-/// released when the body ends, fails or is dropped.
-#[derive(Debug)]
-pub struct BackendBody {
-    body: ResponseBody,
-    in_flight: Option<InFlight>,
-}
-
-impl BackendBody {
-    /// `body`, counting as in flight until it ends.
-    pub fn new(body: ResponseBody, in_flight: Option<InFlight>) -> Self {
-        let mut b = Self { body, in_flight };
-        if b.body.is_end_stream() {
-            b.in_flight = None;
-        }
-        b
-    }
-}
-
-impl Body for BackendBody {
-    type Data = Bytes;
-    type Error = io::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        let this = &mut *self;
-        let polled = Pin::new(&mut this.body).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_))))
-            || this.body.is_end_stream()
-        {
-            this.in_flight = None;
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
-}
+/// A backend's response body, counted in flight on its backend until it
+/// ends (the core's [`InFlightBody`]).
+pub type BackendBody = InFlightBody<ResponseBody>;
 
 /// What the gateway answers with: a backend's body or its own bytes.
 // Boxing the backend body would cost an allocation per proxied answer; the

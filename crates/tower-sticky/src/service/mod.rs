@@ -27,12 +27,14 @@
 //! # }
 //! ```
 
+mod body;
 mod future;
 mod layer;
 mod load;
 #[allow(clippy::module_inception)]
 mod service;
 
+pub use body::InFlightBody;
 pub use future::ResponseFuture;
 pub use layer::StickyLayer;
 pub use load::{CountedInFlight, LoadSource, ServiceLoad};
