@@ -19,6 +19,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tower::discover::Change;
 use tower::util::BoxService;
 use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+use tower_sticky::service::InFlightBody;
 use tower_sticky::token::KeyRing;
 use tower_sticky::{Outcome, StickyConfig, StickyLayer};
 
@@ -104,7 +105,7 @@ async fn send<S>(
     user: &'static str,
 ) -> (&'static str, Outcome)
 where
-    S: Service<Request<String>, Response = Response<String>>,
+    S: Service<Request<String>, Response = Response<InFlightBody<String>>>,
     S::Error: std::fmt::Debug,
 {
     let mut req = Request::new(String::new());
@@ -118,7 +119,7 @@ where
         let pair = set.to_str().unwrap().split(';').next().unwrap().to_string();
         jars.insert(user, pair);
     }
-    let served: &'static str = match res.body().as_str() {
+    let served: &'static str = match res.body().get_ref().as_str() {
         "alpha" => "alpha",
         "beta" => "beta",
         "gamma" => "gamma",

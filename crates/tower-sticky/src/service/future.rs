@@ -6,12 +6,15 @@ use http::{Response, StatusCode};
 use pin_project_lite::pin_project;
 
 use super::error::BoxError;
+use super::InFlightBody;
 use crate::{Engine, Outcome, Routed};
 
 pin_project! {
     /// Response future of [`Sticky`](super::Sticky): either the backend's
     /// response, tagged with the affinity token when one is issued, or a 503
-    /// the layer answers by itself.
+    /// the layer answers by itself. The backend's body comes in an
+    /// [`InFlightBody`], so the request counts as load on its backend until
+    /// its answer has streamed whole, not only until its head.
     pub struct ResponseFuture<F> {
         #[pin]
         kind: Kind<F>,
@@ -59,9 +62,9 @@ impl<F, ResBody, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<ResBody>, E>>,
     E: Into<BoxError>,
-    ResBody: Default,
+    ResBody: http_body::Body + Default,
 {
-    type Output = Result<Response<ResBody>, BoxError>;
+    type Output = Result<Response<InFlightBody<ResBody>>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -73,7 +76,7 @@ where
                     let reason = outcome.reason().unwrap_or(crate::Reason::NoBackend);
                     return Poll::Ready(Err(super::error::Rejected(reason).into()));
                 }
-                let mut res = Response::new(ResBody::default());
+                let mut res = Response::new(InFlightBody::new(ResBody::default(), None));
                 *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
                 res.extensions_mut().insert(outcome);
                 tracing::debug!(%outcome, "rejected");
@@ -81,12 +84,13 @@ where
             }
             KindProj::Backend { future } => match ready!(future.poll(cx)) {
                 Ok(mut res) => {
-                    this.routed.finish(!res.status().is_server_error());
+                    this.routed.record(!res.status().is_server_error());
                     if let Some(engine) = this.engine.take() {
                         this.routed.tag_response(&engine, res.headers_mut());
                     }
                     res.extensions_mut().insert(outcome);
-                    Poll::Ready(Ok(res))
+                    let in_flight = this.routed.take_in_flight();
+                    Poll::Ready(Ok(res.map(|body| InFlightBody::new(body, in_flight))))
                 }
                 Err(e) => {
                     this.routed.finish(false);
@@ -134,7 +138,12 @@ mod tests {
             .header("cookie", cookie)
             .body(String::new())
             .unwrap();
-        svc.ready().await.unwrap().call(req).await
+        svc.ready()
+            .await
+            .unwrap()
+            .call(req)
+            .await
+            .map(|res| res.map(crate::service::InFlightBody::into_inner))
     }
 
     #[tokio::test]
@@ -217,5 +226,48 @@ mod tests {
         svc.ready().await.unwrap().call(req).await.unwrap();
         drop(_guard);
         assert_eq!(*seen.lock().unwrap(), ["new", "pinned"]);
+    }
+
+    /// Least-loaded placement compares requests in flight: one whose answer
+    /// is still streaming is load until its body ends, not only until its
+    /// head.
+    #[tokio::test]
+    async fn a_request_counts_in_flight_until_its_response_body_ends() {
+        use http_body::Body;
+        let backend = service_fn(|_: Request<String>| async {
+            Ok::<_, Infallible>(Response::new("streamed".to_string()))
+        });
+        let mut svc = ServiceBuilder::new()
+            .layer(StickyLayer::new(StickyConfig::new(KeyRing::generate())))
+            .service(ServiceList::new([backend]));
+        let res = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(Request::new(String::new()))
+            .await
+            .unwrap();
+        let in_flight =
+            |svc: &crate::Sticky<_, String>| svc.table().get(0).unwrap().status().in_flight();
+        assert_eq!(
+            in_flight(&svc),
+            1,
+            "the head has come, the body has not been read"
+        );
+        let mut body = std::pin::pin!(res.into_body());
+        let frame = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await;
+        assert_eq!(frame.unwrap().unwrap().into_data().unwrap(), "streamed");
+        assert_eq!(in_flight(&svc), 0, "the body has ended");
+
+        let res = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(Request::new(String::new()))
+            .await
+            .unwrap();
+        assert_eq!(in_flight(&svc), 1);
+        drop(res);
+        assert_eq!(in_flight(&svc), 0, "a dropped answer stops counting");
     }
 }

@@ -104,7 +104,7 @@ mod tests {
                 .call(Request::new(String::new()))
                 .await
                 .unwrap();
-            busy_by_load += usize::from(res.body() == "busy");
+            busy_by_load += usize::from(res.body().get_ref() == "busy");
             let res = counted
                 .ready()
                 .await
@@ -112,7 +112,7 @@ mod tests {
                 .call(Request::new(String::new()))
                 .await
                 .unwrap();
-            busy_counted += usize::from(res.body() == "busy");
+            busy_counted += usize::from(res.body().get_ref() == "busy");
         }
         // Comparing the services' Load, "busy" only wins when both random
         // choices land on it; counting in flight (always 0 here), it gets its share.

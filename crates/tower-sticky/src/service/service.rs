@@ -211,10 +211,10 @@ where
     D::Service: Service<Request<B>, Response = Response<ResBody>>,
     <D::Service as Service<Request<B>>>::Error: Into<BoxError>,
     D::Error: Into<BoxError>,
-    ResBody: Default,
+    ResBody: http_body::Body + Default,
     L: LoadSource<D::Service>,
 {
-    type Response = Response<ResBody>;
+    type Response = Response<super::InFlightBody<ResBody>>;
     type Error = BoxError;
     type Future = ResponseFuture<<D::Service as Service<Request<B>>>::Future>;
 

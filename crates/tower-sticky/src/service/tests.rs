@@ -246,7 +246,11 @@ impl Harness {
         };
         let (backend, seen, seen_outcome) = match got {
             Some((name, req)) => {
-                assert_eq!(res.body(), name, "response body names the backend");
+                assert_eq!(
+                    res.body().get_ref(),
+                    name,
+                    "response body names the backend"
+                );
                 let seen_outcome = req.extensions().get::<Outcome>().copied();
                 assert_eq!(seen_outcome, Some(outcome), "backend saw the same outcome");
                 (Some(name), req.headers().clone(), seen_outcome)
