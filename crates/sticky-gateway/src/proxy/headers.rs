@@ -69,14 +69,18 @@ pub fn prepare_request(
         }
     }
     h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    if present.has_connection() {
+        // `Connection` may have named `Host` (and so removed it).
+        host = h.get(header::HOST).cloned();
+    }
     if let Some(auth) = parts.uri.authority() {
         // The target's authority wins over a `host` field: `:authority` in
         // HTTP/2 (RFC 9113 §8.3.1), an absolute-form target in HTTP/1.1
         // (RFC 9112 §3.2.2). Routing reads the same ([`request_host`]), so
         // the backend sees the host its route was chosen for.
         if let Ok(v) = HeaderValue::from_str(without_userinfo(auth)) {
-            h.insert(header::HOST, v);
-            host = Some(h[header::HOST].clone());
+            h.insert(header::HOST, v.clone());
+            host = Some(v);
         }
     }
     if parts.version != Version::HTTP_11 && parts.version != Version::HTTP_10 {
@@ -90,11 +94,6 @@ pub fn prepare_request(
             parts.uri = Uri::from(pq);
         }
         parts.version = Version::HTTP_11;
-        // `Host` may just have been added from the target.
-        host = h.get(header::HOST).cloned();
-    } else if present.has_connection() {
-        // `Connection` may have named `Host` (and so removed it).
-        host = h.get(header::HOST).cloned();
     }
     if let Some(host) = host {
         h.insert(&X_FORWARDED_HOST, host);
