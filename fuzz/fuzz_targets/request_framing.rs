@@ -66,7 +66,11 @@ struct Read {
 }
 
 fn read_message(wire: &[u8]) -> Result<Read, String> {
-    let mut slots = [httparse::EMPTY_HEADER; 256];
+    // As many slots as the message has lines: the reader must take any
+    // field count the writer sends (the client alone forwards what its
+    // caller built, and an input can hold hundreds of fields).
+    let lines = wire.iter().filter(|&&b| b == b'\n').count() + 1;
+    let mut slots = vec![httparse::EMPTY_HEADER; lines];
     let mut req = httparse::Request::new(&mut slots);
     let len = match req.parse(wire) {
         Ok(httparse::Status::Complete(len)) => len,
@@ -103,7 +107,7 @@ fn read_message(wire: &[u8]) -> Result<Read, String> {
             };
             at += used;
             if size == 0 {
-                let mut slots = [httparse::EMPTY_HEADER; 256];
+                let mut slots = vec![httparse::EMPTY_HEADER; lines];
                 match httparse::parse_headers(&wire[at..], &mut slots) {
                     Ok(httparse::Status::Complete((used, fs))) => {
                         at += used;
