@@ -85,7 +85,7 @@ impl Engine {
         let codec = config
             .source
             .token_name()
-            .map(|name| TokenCodec::new(config.keys.clone(), name));
+            .map(|name| TokenCodec::new(config.keys.clone(), name).remembering());
         let refresh_s = config.effective_refresh_interval().as_secs();
         let window_ms = config.session_window().as_millis() as u64;
         Self {
