@@ -144,7 +144,7 @@ where
         let mut markers = parts.headers.get_all(&HOP_HEADER).iter();
         let checked = match (markers.next(), markers.next()) {
             (Some(v), None) => shared.hop.check(v.as_bytes(), shared.me_id, &parts),
-            _ => Err(super::hop::HopRefused::OtherRequest),
+            _ => Err(super::hop::HopRefused::Invalid),
         };
         if let Err(why) = checked {
             tracing::warn!(replica = %shared.me, ?why, "hop marker refused");
