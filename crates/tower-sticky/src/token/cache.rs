@@ -159,7 +159,10 @@ mod tests {
                 }
                 edited[i] = c;
                 let r = codec.open(&edited);
-                assert!(r.is_err() || r == Ok(t) && plain.open(&edited) == Ok(t), "edit at {i} opened as {r:?}");
+                assert!(
+                    r.is_err() || r == Ok(t) && plain.open(&edited) == Ok(t),
+                    "edit at {i} opened as {r:?}"
+                );
                 assert_eq!(r, plain.open(&edited), "cache and codec disagree at {i}");
             }
         }
@@ -179,7 +182,10 @@ mod tests {
         let t = Token::new(BackendId::from_u64(1), 1, 1_700_000_000);
         let sealed_b = b.seal(&t);
         assert_eq!(b.clone().open(sealed_b.as_str().as_bytes()), Ok(t));
-        assert_eq!(a.open(sealed_b.as_str().as_bytes()), Err(InvalidToken::Forged));
+        assert_eq!(
+            a.open(sealed_b.as_str().as_bytes()),
+            Err(InvalidToken::Forged)
+        );
         assert_eq!(b.open(sealed_b.as_str().as_bytes()), Ok(t));
     }
 
