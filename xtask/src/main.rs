@@ -14,6 +14,9 @@
 //! 2. Runs, each under a banner, stopping at the first failure (non-zero exit):
 //!    `cargo fmt --all -- --check`,
 //!    `cargo clippy --workspace --all-targets -- -D warnings`,
+//!    `cargo build -p tower-sticky --no-default-features` and
+//!    `cargo clippy -p tower-sticky --no-default-features -- -D warnings` (the engine
+//!    without tower, as the pingora adapter uses it),
 //!    `cargo test --workspace --all-targets`, `cargo test --workspace --doc`,
 //!    `RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps`,
 //!    `cargo fmt --manifest-path fuzz/Cargo.toml -- --check` (the fuzz crate is not a

@@ -99,6 +99,10 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         // The engine and its request lifecycle build without tower (what
         // the pingora adapter depends on), and lint clean that way.
         (
+            vec!["build", "-p", "tower-sticky", "--no-default-features"],
+            vec![],
+        ),
+        (
             vec![
                 "clippy",
                 "-p",

@@ -4,16 +4,19 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{get, TestBackend, TestServer};
+use common::{get, TestBackend, TestServer, BOUND};
 use http::request::Parts;
-use pingora_load_balancing::selection::RoundRobin;
-use pingora_sticky::{named_backend, static_load_balancer, StickyBalancer};
+use pingora_http::RequestHeader;
+use pingora_load_balancing::health_check::HttpHealthCheck;
+use pingora_load_balancing::selection::{BackendIter, BackendSelection, Consistent, RoundRobin};
+use pingora_load_balancing::{Backend, LoadBalancer};
+use pingora_sticky::{named_backend, static_load_balancer, BackendName, StickyBalancer};
 use tower_sticky::token::KeyRing;
 use tower_sticky::{BackendTable, Engine, FailoverPolicy, StickyConfig};
 
-struct Rig {
+struct Rig<S: BackendSelection = RoundRobin> {
     backends: Vec<TestBackend>,
-    sticky: StickyBalancer<RoundRobin>,
+    sticky: StickyBalancer<S>,
     server: TestServer,
     keys: KeyRing,
 }
@@ -22,28 +25,52 @@ fn rig(n: usize, policy: FailoverPolicy) -> Rig {
     rig_with(n, policy, StickyBalancer::new)
 }
 
-fn rig_with(
+fn rig_with<S>(
     n: usize,
     policy: FailoverPolicy,
-    make: fn(
-        Arc<pingora_load_balancing::LoadBalancer<RoundRobin>>,
-        StickyConfig,
-    ) -> StickyBalancer<RoundRobin>,
-) -> Rig {
+    make: fn(Arc<LoadBalancer<S>>, StickyConfig) -> StickyBalancer<S>,
+) -> Rig<S>
+where
+    S: BackendSelection + Send + Sync + 'static,
+    S::Iter: BackendIter,
+{
+    rig_built(n, policy, |_| {}, make)
+}
+
+/// `n` backends (b1, b2, ...) behind a pingora server. `setup` configures
+/// the `LoadBalancer` before it is shared; one given a health-check
+/// frequency is also run as pingora's background service, which runs its
+/// health check at that frequency.
+fn rig_built<S>(
+    n: usize,
+    policy: FailoverPolicy,
+    setup: impl FnOnce(&mut LoadBalancer<S>),
+    make: fn(Arc<LoadBalancer<S>>, StickyConfig) -> StickyBalancer<S>,
+) -> Rig<S>
+where
+    S: BackendSelection + Send + Sync + 'static,
+    S::Iter: BackendIter,
+{
     let backends: Vec<TestBackend> = (1..=n)
         .map(|i| TestBackend::start(&format!("b{i}")))
         .collect();
-    let lb = static_load_balancer::<RoundRobin>(
+    let mut lb = static_load_balancer::<S>(
         backends
             .iter()
             .map(|b| named_backend(&b.name, &b.addr.to_string()).unwrap()),
     );
+    setup(&mut lb);
+    let health_checks = lb.health_check_frequency.is_some();
     let keys = KeyRing::generate();
     let sticky = make(
         Arc::new(lb),
         StickyConfig::new(keys.clone()).failover(policy),
     );
-    let server = TestServer::start(sticky.clone());
+    let server = if health_checks {
+        TestServer::start_with_health_checks(sticky.clone())
+    } else {
+        TestServer::start(sticky.clone())
+    };
     Rig {
         backends,
         sticky,
@@ -52,7 +79,11 @@ fn rig_with(
     }
 }
 
-impl Rig {
+impl<S> Rig<S>
+where
+    S: BackendSelection + 'static,
+    S::Iter: BackendIter,
+{
     fn get(&self, cookie: Option<&str>) -> common::Reply {
         match cookie {
             Some(c) => get(self.server.addr, &[("Cookie", c)]),
@@ -72,6 +103,31 @@ impl Rig {
 
     fn backend(&mut self, name: &str) -> &mut TestBackend {
         self.backends.iter_mut().find(|b| b.name == name).unwrap()
+    }
+
+    /// pingora's `Backend` for the backend named `name`.
+    fn pingora_backend(&self, name: &str) -> Backend {
+        self.sticky
+            .load_balancer()
+            .backends()
+            .get_backend()
+            .iter()
+            .find(|b| name_of(b) == name)
+            .cloned()
+            .unwrap()
+    }
+}
+
+fn name_of(b: &Backend) -> &str {
+    b.ext.get::<BackendName>().unwrap().as_str()
+}
+
+/// Waits (bounded) until `what` holds.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + BOUND;
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 
@@ -281,7 +337,7 @@ fn the_inner_round_robin_places_new_sessions() {
     let rig = rig_with(
         3,
         FailoverPolicy::Redistribute,
-        StickyBalancer::with_inner_selection,
+        StickyBalancer::<RoundRobin>::with_inner_selection,
     );
     let placed: Vec<String> = (0..6).map(|_| rig.new_session().1).collect();
     // RoundRobin visits every backend in turn.
@@ -317,4 +373,91 @@ fn clients_hanging_up_never_eject_a_backend() {
     let r = rig.get(Some(&cookie));
     assert_eq!(r.body, home);
     assert_eq!(r.header("x-sticky-outcome"), Some("pinned"));
+}
+
+#[test]
+fn pingora_health_checks_take_a_backend_out_and_its_sessions_fail_over() {
+    let mut rig = rig_built(
+        3,
+        FailoverPolicy::Redistribute,
+        |lb: &mut LoadBalancer<RoundRobin>| {
+            // pingora's own HTTP health check: GET /health, 200 is healthy.
+            let mut hc = HttpHealthCheck::new("test", false);
+            hc.req = RequestHeader::build("GET", b"/health", None).unwrap();
+            hc.req.append_header("Host", "test").unwrap();
+            lb.set_health_check(Box::new(hc));
+            lb.health_check_frequency = Some(std::time::Duration::from_millis(100));
+        },
+        StickyBalancer::new,
+    );
+    wait_until("pingora health-checks every backend", || {
+        rig.backends.iter().all(|b| b.health_checks() >= 1)
+    });
+    let (cookie, home) = rig.new_session();
+    let want = oracle(&rig.keys, &["b1", "b2", "b3"], &home, &cookie);
+    assert_ne!(want, home);
+    // Failing its health check only: it still accepts and serves requests,
+    // so only pingora's verdict can move its sessions.
+    rig.backend(&home).set_healthy(false);
+    let down = rig.pingora_backend(&home);
+    let lb = rig.sticky.load_balancer().clone();
+    wait_until("pingora marks the backend unhealthy", || {
+        !lb.backends().ready(&down)
+    });
+    let home_hits = rig.backend(&home).hits();
+    let r = rig.get(Some(&cookie));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body, want, "repinned to the deterministic fallback");
+    assert_eq!(r.header("x-sticky-outcome"), Some("repinned(unhealthy)"));
+    let repinned = r.sticky_cookie().expect("the token is re-issued");
+    for _ in 0..10 {
+        let r = rig.get(Some(&repinned));
+        assert_eq!(r.body, want);
+        assert_eq!(r.header("x-sticky-outcome"), Some("pinned"));
+    }
+    for _ in 0..30 {
+        let (_, placed) = rig.new_session();
+        assert_ne!(placed, home, "an unhealthy backend takes no new session");
+    }
+    // Still up and answering pingora's probes, yet nothing reached it.
+    let probes = rig.backend(&home).health_checks();
+    wait_until("pingora probes it again", || {
+        rig.backends
+            .iter()
+            .any(|b| b.name == home && b.health_checks() > probes)
+    });
+    assert_eq!(
+        rig.backend(&home).hits(),
+        home_hits,
+        "no request reached it"
+    );
+}
+
+#[test]
+fn the_inner_consistent_hash_places_new_sessions_by_their_id() {
+    let rig = rig_with(
+        3,
+        FailoverPolicy::Redistribute,
+        StickyBalancer::<Consistent>::with_inner_selection,
+    );
+    let codec = tower_sticky::token::TokenCodec::new(rig.keys.clone(), "sticky");
+    let lb = rig.sticky.load_balancer();
+    let sessions: Vec<(String, String)> = (0..12).map(|_| rig.new_session()).collect();
+    for (cookie, placed) in &sessions {
+        // Ketama is asked with the session id as its key: the backend it
+        // names for that id is where the session was placed.
+        let token = codec
+            .open(cookie.strip_prefix("sticky=").unwrap().as_bytes())
+            .unwrap();
+        let ketama = lb.select(&token.session.to_be_bytes(), 256).unwrap();
+        assert_eq!(name_of(&ketama), placed, "session {:x}", token.session);
+    }
+    // And then they stay pinned there.
+    for (cookie, placed) in &sessions {
+        for _ in 0..5 {
+            let r = rig.get(Some(cookie));
+            assert_eq!(&r.body, placed);
+            assert_eq!(r.header("x-sticky-outcome"), Some("pinned"));
+        }
+    }
 }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora_core::services::background::GenBackgroundService;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -26,11 +27,14 @@ use pingora_sticky::{StickyBalancer, StickyCtx};
 pub const BOUND: Duration = Duration::from_secs(10);
 
 /// A backend on 127.0.0.1 that answers every request with its name, and the
-/// `Cookie` headers it received in `x-seen-cookie`.
+/// `Cookie` headers it received in `x-seen-cookie`; `GET /health` (what the
+/// tests' pingora health check asks) answers 200 or 503 as the test sets,
+/// and is not counted in `hits`.
 pub struct TestBackend {
     pub name: String,
     pub addr: SocketAddr,
     pub hits: Arc<AtomicUsize>,
+    health: Arc<Health>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -40,8 +44,9 @@ impl TestBackend {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
+        let health = Arc::new(Health::default());
         let stop = Arc::new(AtomicBool::new(false));
-        let (n, h, s) = (name.to_string(), hits.clone(), stop.clone());
+        let (n, h, hc, s) = (name.to_string(), hits.clone(), health.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             let mut conns = Vec::new();
             for stream in listener.incoming() {
@@ -49,8 +54,8 @@ impl TestBackend {
                     break;
                 }
                 let Ok(stream) = stream else { continue };
-                let (n, h, s) = (n.clone(), h.clone(), s.clone());
-                conns.push(std::thread::spawn(move || serve(stream, &n, &h, &s)));
+                let (n, h, hc, s) = (n.clone(), h.clone(), hc.clone(), s.clone());
+                conns.push(std::thread::spawn(move || serve(stream, &n, &h, &hc, &s)));
             }
             // The listener drops here: the port refuses from now on.
             drop(listener);
@@ -62,9 +67,21 @@ impl TestBackend {
             name: name.to_string(),
             addr,
             hits,
+            health,
             stop,
             thread: Some(thread),
         }
+    }
+
+    /// What `GET /health` answers from now on: 200 if `healthy`, else 503.
+    /// Every other request is still served.
+    pub fn set_healthy(&self, healthy: bool) {
+        self.health.unhealthy.store(!healthy, SeqCst);
+    }
+
+    /// How many `GET /health` requests it has answered.
+    pub fn health_checks(&self) -> usize {
+        self.health.checks.load(SeqCst)
     }
 
     /// Stops accepting and closes every connection (the port then refuses).
@@ -81,6 +98,13 @@ impl TestBackend {
     }
 }
 
+/// A backend's answer to `GET /health`, and how often it was asked.
+#[derive(Default)]
+struct Health {
+    unhealthy: AtomicBool,
+    checks: AtomicUsize,
+}
+
 impl Drop for TestBackend {
     fn drop(&mut self) {
         self.stop();
@@ -89,7 +113,7 @@ impl Drop for TestBackend {
 
 /// Serves keep-alive HTTP/1.1 GETs on one connection until the peer closes
 /// it or the backend stops.
-fn serve(stream: TcpStream, name: &str, hits: &AtomicUsize, stop: &AtomicBool) {
+fn serve(stream: TcpStream, name: &str, hits: &AtomicUsize, health: &Health, stop: &AtomicBool) {
     stream
         .set_read_timeout(Some(Duration::from_millis(50)))
         .unwrap();
@@ -101,6 +125,7 @@ fn serve(stream: TcpStream, name: &str, hits: &AtomicUsize, stop: &AtomicBool) {
         let mut cookies = Vec::new();
         let mut first = true;
         let mut slow = false;
+        let mut probe = false;
         loop {
             if stop.load(SeqCst) || started.elapsed() > Duration::from_secs(60) {
                 break 'conn;
@@ -127,6 +152,7 @@ fn serve(stream: TcpStream, name: &str, hits: &AtomicUsize, stop: &AtomicBool) {
             if first {
                 first = false;
                 slow = l.contains("/slow");
+                probe = l.starts_with("GET /health ");
                 continue;
             }
             if l.is_empty() {
@@ -137,6 +163,19 @@ fn serve(stream: TcpStream, name: &str, hits: &AtomicUsize, stop: &AtomicBool) {
                     cookies.push(v.trim().to_string());
                 }
             }
+        }
+        if probe {
+            health.checks.fetch_add(1, SeqCst);
+            let status = if health.unhealthy.load(SeqCst) {
+                "503 Service Unavailable"
+            } else {
+                "200 OK"
+            };
+            let resp = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n");
+            if w.write_all(resp.as_bytes()).is_err() {
+                break;
+            }
+            continue;
         }
         hits.fetch_add(1, SeqCst);
         if slow {
@@ -240,6 +279,25 @@ impl TestServer {
         S: BackendSelection + Send + Sync + 'static,
         S::Iter: BackendIter,
     {
+        Self::start_inner(sticky, false)
+    }
+
+    /// Also runs the balancer's `LoadBalancer` as a pingora background
+    /// service, as a pingora application does: discovery once, then its
+    /// health check every `health_check_frequency`.
+    pub fn start_with_health_checks<S>(sticky: StickyBalancer<S>) -> Self
+    where
+        S: BackendSelection + Send + Sync + 'static,
+        S::Iter: BackendIter,
+    {
+        Self::start_inner(sticky, true)
+    }
+
+    fn start_inner<S>(sticky: StickyBalancer<S>, health_checks: bool) -> Self
+    where
+        S: BackendSelection + Send + Sync + 'static,
+        S::Iter: BackendIter,
+    {
         let addr = free_port();
         let conf = ServerConf {
             threads: 1,
@@ -249,6 +307,12 @@ impl TestServer {
         };
         let mut server = Server::new_with_opt_and_conf(None, conf);
         server.bootstrap();
+        if health_checks {
+            server.add_service(GenBackgroundService::new(
+                "health check".to_string(),
+                sticky.load_balancer().clone(),
+            ));
+        }
         let mut proxy = pingora_proxy::http_proxy_service(&server.configuration, TestProxy(sticky));
         proxy.add_tcp(&addr.to_string());
         server.add_service(proxy);

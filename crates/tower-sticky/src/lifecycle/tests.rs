@@ -110,6 +110,22 @@ fn temporary_after_an_unreachable_backend_keeps_the_token() {
     assert_eq!(routed.outcome(), Outcome::Temporary(Reason::Unhealthy));
     assert_eq!(routed.issued_token(), None, "the cookie stays pinned home");
     assert_ne!(routed.backend(), Some(token.backend));
+    // Served where Redistribute would re-pin: the deterministic fallback a
+    // second replica (its own engine and table, same key and policy) that
+    // finds "c" down picks for this token, so the session's requests land
+    // together while "c" is away.
+    let clock = Clock::manual(T0);
+    let other = Engine::new(config(&clock).failover(FailoverPolicy::Temporary));
+    let t2 = table(&["a", "b", "c", "d", "e"]);
+    t2.get_by_id("c".stable_id())
+        .unwrap()
+        .status()
+        .eject(T0, Duration::from_secs(10));
+    let there = other.decide(&t2, &with_cookie(&other, &token), |_| true);
+    assert_eq!(there.outcome(), Outcome::Temporary(Reason::Unhealthy));
+    assert_eq!(there.issued_token(), None);
+    assert!(routed.backend().is_some());
+    assert_eq!(there.backend(), routed.backend());
 }
 
 #[test]

@@ -48,6 +48,40 @@ where
             load: CountedInFlight,
         }
     }
+
+    /// A [`StickyLayer`](super::StickyLayer) with this configuration, the
+    /// same as [`StickyLayer::new`](super::StickyLayer::new), named here as
+    /// tower-http names its layers (`Trace::layer`, `AddExtension::layer`).
+    ///
+    /// Nothing in the configuration says which discovery type the layer
+    /// will wrap, so the call names it (as `Trace::layer` needs its service
+    /// named); where it is not at hand, `StickyLayer::new` infers it from use.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use http::{Request, Response};
+    /// use tower::{discover::ServiceList, service_fn, util::BoxCloneService, Layer, ServiceExt};
+    /// use tower_sticky::{Sticky, StickyConfig, token::KeyRing};
+    ///
+    /// type Backend = BoxCloneService<Request<String>, Response<String>, Infallible>;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let backend = |name: &'static str| -> Backend {
+    ///     BoxCloneService::new(service_fn(move |_req: Request<String>| async move {
+    ///         Ok::<_, Infallible>(Response::new(format!("hello from {name}")))
+    ///     }))
+    /// };
+    /// let layer = Sticky::<ServiceList<Vec<Backend>>, String>::layer(StickyConfig::new(
+    ///     KeyRing::generate(),
+    /// ));
+    /// let sticky = layer.layer(ServiceList::new(vec![backend("a"), backend("b")]));
+    /// let res = sticky.oneshot(Request::new(String::new())).await.unwrap();
+    /// assert!(res.headers().contains_key("set-cookie"));
+    /// # }
+    /// ```
+    pub fn layer(config: StickyConfig) -> super::StickyLayer<B> {
+        super::StickyLayer::new(config)
+    }
 }
 
 impl<D, B, L> Sticky<D, B, L>
