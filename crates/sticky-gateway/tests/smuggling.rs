@@ -518,7 +518,25 @@ async fn run(case: Case) {
         }
         other => problems.push(format!("user B got {other:?}, not its 200")),
     }
+    let absolute = absolute_target(&case.bytes);
     for r in conns.iter().flat_map(|c| &c.requests) {
+        if let Some((authority, _)) = absolute.filter(|(_, path)| r.target.as_bytes() == *path) {
+            // RFC 9112 §3.2.2: an absolute-form target's authority is the
+            // request's host, and a Host field is replaced by it, so that
+            // the gateway (which routes by it) and the backend agree.
+            let hosts: Vec<&[u8]> = r
+                .fields
+                .iter()
+                .filter(|(n, _)| n == "host" || n == "x-forwarded-host")
+                .map(|(_, v)| &v[..])
+                .collect();
+            if hosts.len() != 2 || hosts.iter().any(|h| *h != authority) {
+                problems.push(format!(
+                    "absolute-form authority {:?} not the forwarded Host and X-Forwarded-Host: {hosts:?}",
+                    String::from_utf8_lossy(authority)
+                ));
+            }
+        }
         let origin_form = r.target.starts_with('/');
         if !(origin_form || r.method == "CONNECT" || (r.method == "OPTIONS" && r.target == "*")) {
             // RFC 9112 §3.2.1: to a server, origin-form (or the CONNECT and
@@ -607,6 +625,19 @@ const FORBIDDEN_TRAILERS: &[&str] = &[
     "proxy-authorization",
     "x-forwarded-for",
 ];
+
+/// The authority and the path of a case's absolute-form `http://` request
+/// target, if its first request line has one.
+fn absolute_target(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let line = bytes.split(|&b| b == b'\r' || b == b'\n').next()?;
+    let target = line.split(|&b| b == b' ').nth(1)?;
+    let rest = target.strip_prefix(b"http://")?;
+    let end = rest
+        .iter()
+        .position(|&b| b == b'/' || b == b'?')
+        .unwrap_or(rest.len());
+    Some((&rest[..end], &rest[end..]))
+}
 
 /// A smuggled second request, hidden in a body.
 const SMUGGLED: &str = "GET /smuggled HTTP/1.1\r\nHost: app.test\r\nx-user: attacker\r\n\r\n";
