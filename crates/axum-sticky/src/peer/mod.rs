@@ -34,8 +34,9 @@
 //!   same on every replica, and the response re-pins the session there.
 //!   `Strict` answers 503.
 //!
-//! A forwarded request carries a hop marker ([`HOP_HEADER`]): sealed with
-//! the shared key, good for one replica, one request and a few seconds,
+//! A forwarded request carries a hop marker ([`HOP_HEADER`]): a MAC under
+//! a key derived from the shared key (AES-256-CMAC, the derivation
+//! HKDF-SHA256), good for one replica, one request and a few seconds,
 //! and only once. The owner serves a marked request itself, so a request
 //! is forwarded at most once; a marker that fails any check is refused
 //! with `403`, so a client can neither force a forwarding loop nor pass for
