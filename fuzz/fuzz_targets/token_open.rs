@@ -8,6 +8,10 @@
 //! - odd: bytes 1..25 are a token's fields, sealed; the rest are edits
 //!   (position, xor mask) pairs applied to the sealed text, then it is opened
 //!   under the right name and under another name.
+//!
+//! Every text is also opened by a codec that remembers authenticated texts
+//! (the engine's, `TokenCodec::remembering`), kept across inputs so that its
+//! slots hold earlier tokens: it must say exactly what the plain codec says.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -18,6 +22,8 @@ use tower_sticky::BackendId;
 
 struct Codecs {
     ours: TokenCodec,
+    /// `ours` with the cache of opened texts.
+    cached: TokenCodec,
     other_name: TokenCodec,
     /// The old key only: opens what it sealed, not what `ours` seals.
     old_only: TokenCodec,
@@ -31,6 +37,7 @@ fn codecs() -> &'static Codecs {
         let ring = KeyRing::new(current).with_opening_key(old.clone());
         Codecs {
             ours: TokenCodec::new(ring.clone(), "sticky"),
+            cached: TokenCodec::new(ring.clone(), "sticky").remembering(),
             other_name: TokenCodec::new(ring, "sticky2"),
             old_only: TokenCodec::new(KeyRing::new(old), "sticky"),
         }
@@ -57,6 +64,7 @@ fuzz_target!(|data: &[u8]| {
             // without the key, so reaching here is a finding.
             panic!("an unsealed text opened: {t:?} from {rest:?}");
         }
+        assert_eq!(c.cached.open(rest), c.ours.open(rest), "the cache differs");
         let _ = c.other_name.open(rest);
         return;
     }
@@ -71,6 +79,9 @@ fuzz_target!(|data: &[u8]| {
     let text = sealed.as_str().as_bytes();
     assert_eq!(text.len(), TOKEN_LEN);
     assert_eq!(c.ours.open(text), Ok(token), "a sealed token opens");
+    // Twice: the first fills the cache, the second is served from it.
+    assert_eq!(c.cached.open(text), Ok(token), "a sealed token opens");
+    assert_eq!(c.cached.open(text), Ok(token), "and again from the cache");
     assert!(
         c.other_name.open(text).is_err(),
         "the cookie name is bound in"
@@ -93,6 +104,11 @@ fuzz_target!(|data: &[u8]| {
             c.ours.open(&edited).is_err(),
             "an edited token opened: {:?}",
             String::from_utf8_lossy(&edited)
+        );
+        assert_eq!(
+            c.cached.open(&edited),
+            c.ours.open(&edited),
+            "an edited token of a cached text"
         );
     }
 });

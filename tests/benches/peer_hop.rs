@@ -15,6 +15,8 @@
 //!   (the same app with `PeerLayer`, which owns the session and checks the
 //!   hop marker). A is served with connection info, so it appends the
 //!   client to `X-Forwarded-For` as sticky-gateway does.
+//! - `peer_mode_wrapped`: the same, with `PeerLayer` around each replica's
+//!   `Router` rather than on it, so that A forwards before routing.
 //!
 //! A hop's cost is its path's time minus `direct`'s.
 //!
@@ -22,7 +24,7 @@
 //!
 //! For instruction counts (repeatable on a busy machine), the bench binary
 //! runs one path `N` times and exits when `STICKY_ITERS=PATH:N` (`direct`,
-//! `sticky_gateway` or `peer_mode`) is set: under
+//! `sticky_gateway`, `peer_mode` or `peer_mode_wrapped`) is set: under
 //! `valgrind --tool=callgrind`, two runs with different `N` give the
 //! instructions per request by difference (set-up cancels out). Callgrind
 //! counts user-space instructions only, the same syscalls on every path
@@ -33,6 +35,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
+use axum::extract::Request;
 use axum::Router;
 use axum_sticky::PeerLayer;
 use criterion::{criterion_group, Criterion};
@@ -40,6 +43,7 @@ use http_body_util::BodyExt;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
+use tower_layer::Layer;
 use tower_sticky::token::{KeyRing, Token, TokenCodec};
 use tower_sticky::{StableId, StickyConfig};
 
@@ -89,6 +93,7 @@ struct Paths {
     direct: SendRequest<Body>,
     gateway: (SendRequest<Body>, String),
     peer: (SendRequest<Body>, String),
+    peer_wrapped: (SendRequest<Body>, String),
     _gw: sticky_gateway::run::Running,
 }
 
@@ -122,31 +127,64 @@ async fn setup() -> Paths {
     let gw_cookie = set.split(';').next().unwrap().to_string();
     first.into_body().collect().await.unwrap();
 
-    // Peer mode: A forwards to B, which owns the session.
+    // Peer mode: A forwards to B, which owns the session; the layer on
+    // the `Router` (`Router::layer`), then around it.
+    let peer = peer_pair(false).await;
+    let peer_wrapped = peer_pair(true).await;
+
+    Paths {
+        direct,
+        gateway: (gw_client, gw_cookie),
+        peer,
+        peer_wrapped,
+        _gw: gw,
+    }
+}
+
+/// Replicas A and B in peer mode, B owning a session; a client connected
+/// to A and the session's cookie. `wrapped`: `PeerLayer` around the
+/// `Router` (`Layer::layer(&peer_layer, router)`) instead of on it
+/// (`Router::layer`), so that A forwards before any routing.
+async fn peer_pair(wrapped: bool) -> (SendRequest<Body>, String) {
     let keys = KeyRing::generate();
     let lb = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let b_addr = lb.local_addr().unwrap();
     let la = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let a_addr = la.local_addr().unwrap();
-    let peer = |me: &str, other: &str, at: SocketAddr| {
-        app().layer(PeerLayer::new(
-            StickyConfig::new(keys.clone()),
-            me,
-            [(other, at.to_string())],
-        ))
+    let layer = |me: &str, other: &str, at: SocketAddr| {
+        PeerLayer::new(StickyConfig::new(keys.clone()), me, [(other, at.to_string())])
     };
-    let (app_a, app_b) = (peer("a", "b", b_addr), peer("b", "a", a_addr));
     // A, the replica the client reached, knows the client's address and
     // appends it to X-Forwarded-For, as sticky-gateway does; B is served
     // as the direct path's app is.
-    tokio::spawn(async move {
-        axum::serve(
-            la,
-            app_a.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-    });
-    tokio::spawn(async move { axum::serve(lb, app_b).await });
+    if wrapped {
+        // `with_state(())` turns the handlers into routes once, as
+        // `axum::serve` does for a bare Router; a Router called as a plain
+        // service without it boxes its handler again on every request.
+        let app_a = layer("a", "b", b_addr).layer(app().with_state(()));
+        let app_b = layer("b", "a", a_addr).layer(app().with_state(()));
+        tokio::spawn(async move {
+            axum::serve(
+                la,
+                axum::ServiceExt::<Request<Body>>::into_make_service_with_connect_info::<SocketAddr>(app_a),
+            )
+            .await
+        });
+        tokio::spawn(async move {
+            axum::serve(lb, axum::ServiceExt::<Request<Body>>::into_make_service(app_b)).await
+        });
+    } else {
+        let app_a = app().layer(layer("a", "b", b_addr));
+        let app_b = app().layer(layer("b", "a", a_addr));
+        tokio::spawn(async move {
+            axum::serve(
+                la,
+                app_a.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+        });
+        tokio::spawn(async move { axum::serve(lb, app_b).await });
+    }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -156,21 +194,15 @@ async fn setup() -> Paths {
         9,
         now,
     ));
-    let peer_cookie = format!("sticky={}", token.as_str());
-    let mut peer_client = client(a_addr).await;
-    let res = get(&mut peer_client, &peer_cookie).await;
+    let cookie = format!("sticky={}", token.as_str());
+    let mut send = client(a_addr).await;
+    let res = get(&mut send, &cookie).await;
     assert!(
         res.headers().get("set-cookie").is_none(),
         "a pinned hit on B"
     );
     res.into_body().collect().await.unwrap();
-
-    Paths {
-        direct,
-        gateway: (gw_client, gw_cookie),
-        peer: (peer_client, peer_cookie),
-        _gw: gw,
-    }
+    (send, cookie)
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -199,6 +231,12 @@ fn bench(c: &mut Criterion) {
             rt.block_on(run(send, cookie, n))
         })
     });
+    g.bench_function("peer_mode_wrapped", |b| {
+        b.iter_custom(|n| {
+            let (send, cookie) = &mut paths.peer_wrapped;
+            rt.block_on(run(send, cookie, n))
+        })
+    });
     g.finish();
 }
 
@@ -213,6 +251,7 @@ fn main() {
         let (send, cookie) = match path {
             "direct" => (&mut paths.direct, String::new()),
             "sticky_gateway" => (&mut paths.gateway.0, paths.gateway.1.clone()),
+            "peer_mode_wrapped" => (&mut paths.peer_wrapped.0, paths.peer_wrapped.1.clone()),
             _ => (&mut paths.peer.0, paths.peer.1.clone()),
         };
         rt.block_on(run(send, &cookie, n));

@@ -60,26 +60,40 @@ async fn answer_local(h: &mut Handle) -> Request<Body> {
 /// A peer replica "app-2" served on 127.0.0.1: answers with what it saw,
 /// and counts its requests.
 async fn spawn_app2(keys: &KeyRing) -> (String, Arc<AtomicUsize>) {
+    spawn_app2_as(keys, false).await
+}
+
+/// [`spawn_app2`], with `PeerLayer` on the `Router` (`Router::layer`) or,
+/// `wrapped`, around the whole `Router` (the layout that forwards before
+/// any routing).
+async fn spawn_app2_as(keys: &KeyRing, wrapped: bool) -> (String, Arc<AtomicUsize>) {
     let hits = Arc::new(AtomicUsize::new(0));
     let h = hits.clone();
-    let app = Router::new()
-        .fallback(move |req: Request<Body>| {
-            let h = h.clone();
-            async move {
-                h.fetch_add(1, Ordering::SeqCst);
-                let cookie = req.headers().get("cookie").is_some();
-                let hop = req.headers().contains_key(&HOP_HEADER);
-                format!("app-2 cookie={cookie} hop={hop}")
-            }
-        })
-        .layer(PeerLayer::new(
-            StickyConfig::new(keys.clone()),
-            "app-2",
-            [("app-1", "127.0.0.1:9")],
-        ));
+    let router = Router::new().fallback(move |req: Request<Body>| {
+        let h = h.clone();
+        async move {
+            h.fetch_add(1, Ordering::SeqCst);
+            let cookie = req.headers().get("cookie").is_some();
+            let hop = req.headers().contains_key(&HOP_HEADER);
+            format!("app-2 cookie={cookie} hop={hop}")
+        }
+    });
+    let layer = PeerLayer::new(
+        StickyConfig::new(keys.clone()),
+        "app-2",
+        [("app-1", "127.0.0.1:9")],
+    );
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap().to_string();
-    tokio::spawn(async move { axum::serve(l, app).await });
+    if wrapped {
+        let app = layer.layer(router.with_state(()));
+        tokio::spawn(async move {
+            axum::serve(l, axum::ServiceExt::<Request<Body>>::into_make_service(app)).await
+        });
+    } else {
+        let app = router.layer(layer);
+        tokio::spawn(async move { axum::serve(l, app).await });
+    }
     (addr, hits)
 }
 
@@ -156,6 +170,41 @@ async fn a_token_naming_a_live_peer_is_forwarded_once_and_a_forged_one_is_not() 
         1,
         "the forged token was not forwarded"
     );
+}
+
+#[tokio::test]
+async fn an_owner_wrapping_its_whole_router_serves_a_forward_as_one_with_the_layer_on_it() {
+    let keys = KeyRing::generate();
+    let (addr2, hits2) = spawn_app2_as(&keys, true).await;
+    let (app, _h) = local_app();
+    let peer = PeerLayer::new(
+        StickyConfig::new(keys.clone()),
+        "app-1",
+        [("app-2", addr2.as_str())],
+    )
+    .layer(app);
+    let cookie = token_for(&keys, "app-2");
+    let res = peer
+        .clone()
+        .oneshot(get("/cart", Some(&cookie)))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(body_text(res).await, "app-2 cookie=false hop=false");
+    assert_eq!(hits2.load(Ordering::SeqCst), 1);
+    // A client reaching app-2 directly with a marker it made up: refused
+    // there too, before routing.
+    let mut raw = tokio::net::TcpStream::connect(&addr2).await.unwrap();
+    let forged = format!(
+        "GET /cart HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n{}: {}\r\n\r\n",
+        HOP_HEADER,
+        "A".repeat(40)
+    );
+    raw.write_all(forged.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    raw.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert_eq!(hits2.load(Ordering::SeqCst), 1, "the app never ran");
 }
 
 #[tokio::test]

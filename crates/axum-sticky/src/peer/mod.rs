@@ -62,6 +62,33 @@
 //! requests land on its owner `1/n` of the time: `(n-1)/n` of requests take
 //! one extra hop (two thirds with three replicas), a pooled loopback or
 //! LAN HTTP/1 exchange. New sessions never do.
+//!
+//! **On the router or around it.** `Router::layer(PeerLayer…)` puts the
+//! layer on every route: a request is routed first, then forwarded. The
+//! layer can also wrap the whole router, so that a request for another
+//! replica's session leaves before any routing (its route, boxed handler
+//! and extension maps are never built on this replica): about 3,300
+//! instructions less per forwarded request (BENCHMARKS.md, peer hop). A
+//! router used as a plain service needs `with_state(())` first, which
+//! turns its handlers into routes once (`axum::serve` does this for a
+//! bare router; without it the handler is boxed again on every request):
+//!
+//! ```
+//! use std::net::SocketAddr;
+//! use axum::{extract::Request, routing::get, Router, ServiceExt};
+//! use axum_sticky::PeerLayer;
+//! use tower::Layer as _;
+//! use tower_sticky::{token::KeyRing, StickyConfig};
+//!
+//! # async fn run(listener: tokio::net::TcpListener) {
+//! let router = Router::new().route("/cart", get(|| async { "cart" }));
+//! let peer = PeerLayer::new(StickyConfig::new(KeyRing::generate()), "app-1", [("app-2", "10.0.0.12:8000")]);
+//! let app = peer.layer(router.with_state(()));
+//! axum::serve(listener, ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app))
+//!     .await
+//!     .unwrap();
+//! # }
+//! ```
 
 mod hop;
 mod layer;
