@@ -152,7 +152,11 @@ async fn peer_pair(wrapped: bool) -> (SendRequest<Body>, String) {
     let la = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let a_addr = la.local_addr().unwrap();
     let layer = |me: &str, other: &str, at: SocketAddr| {
-        PeerLayer::new(StickyConfig::new(keys.clone()), me, [(other, at.to_string())])
+        PeerLayer::new(
+            StickyConfig::new(keys.clone()),
+            me,
+            [(other, at.to_string())],
+        )
     };
     // A, the replica the client reached, knows the client's address and
     // appends it to X-Forwarded-For, as sticky-gateway does; B is served
@@ -171,7 +175,11 @@ async fn peer_pair(wrapped: bool) -> (SendRequest<Body>, String) {
             .await
         });
         tokio::spawn(async move {
-            axum::serve(lb, axum::ServiceExt::<Request<Body>>::into_make_service(app_b)).await
+            axum::serve(
+                lb,
+                axum::ServiceExt::<Request<Body>>::into_make_service(app_b),
+            )
+            .await
         });
     } else {
         let app_a = app().layer(layer("a", "b", b_addr));

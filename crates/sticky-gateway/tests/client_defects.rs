@@ -221,6 +221,61 @@ async fn h2_cookie_crumbs_reach_the_backend_as_one_line_with_the_authority_as_ho
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_request_with_an_empty_content_length_is_answered_400_and_never_sent() {
+    // Issue 8, defect 2, through the whole gateway: h2 reads `content-length:
+    // ""` as no length, the request was re-framed as chunked and the empty
+    // field written beside `transfer-encoding: chunked`.
+    let (b, got) = recording_backend(b"HTTP/1.1 204 No Content\r\n\r\n").await;
+    let gw = gateway(b).await;
+    let stream = TcpStream::connect(gw.addr).await.unwrap();
+    let (mut s, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = Request::post("http://app.test/upload")
+        .header("content-length", "")
+        .body(Full::new(Bytes::from_static(b"hello")))
+        .unwrap();
+    match tokio::time::timeout(LIMIT, s.send_request(req))
+        .await
+        .unwrap()
+    {
+        Ok(r) => assert_eq!(r.status(), StatusCode::BAD_REQUEST),
+        // The gateway's h2 server may refuse the stream itself (a
+        // malformed length is a PROTOCOL_ERROR reset): refused by the
+        // gateway either way, not by this client.
+        Err(e) => {
+            let e = format!("{e:?}");
+            assert!(e.contains("PROTOCOL_ERROR") && e.contains("Remote"), "{e}");
+        }
+    }
+    // And a well-formed upload on the same connection still goes through,
+    // with one framing header.
+    let req = Request::post("http://app.test/upload")
+        .body(Full::new(Bytes::from_static(b"hello")))
+        .unwrap();
+    let r = tokio::time::timeout(LIMIT, s.send_request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let seen = String::from_utf8_lossy(&got.lock().unwrap()).into_owned();
+    assert_eq!(
+        seen.matches("POST /upload").count(),
+        1,
+        "only the good one: {seen}"
+    );
+    let framing =
+        seen.matches("content-length:").count() + seen.matches("transfer-encoding:").count();
+    assert_eq!(framing, 1, "one framing field: {seen}");
+    assert!(!seen.contains("content-length: \r\n"), "{seen}");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_early_413_reaches_the_client_of_a_large_upload() {
     // Answers 413 after the head and closes, never reading the body.
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
