@@ -3,7 +3,11 @@
 //! `cargo bench -p tower-sticky --bench decide`
 //!
 //! - `hit/N`: a request carrying a valid cookie among N backends: read every
-//!   Cookie header, open the token, look the backend up by id, decide, count.
+//!   Cookie header, open the token (the same text each time: from the
+//!   engine's cache of opened tokens), look the backend up by id, decide,
+//!   count.
+//! - `hit_uncached/N`: the same over 16,384 sessions in turn, so that the
+//!   token is opened for real (and stored) nearly every time.
 //! - `new/N`: a request without a cookie: place (least-loaded of two), seal a
 //!   token, format the Set-Cookie header, mark the response private.
 //! - `token/open`, `token/seal`: the AEAD alone.
@@ -59,6 +63,26 @@ fn bench_decide(c: &mut Criterion) {
         });
     }
     hit.finish();
+
+    // The same request path when the token's text is not in the engine's
+    // cache of opened tokens: 16,384 sessions (four per cache slot) taken in
+    // turn, so that almost every open is a real one (base64, AES-GCM-SIV)
+    // and a cache store.
+    let mut cold = c.benchmark_group("hit_uncached");
+    for n in [3usize, 10_000] {
+        let t = table(n);
+        let many: Vec<_> = (0..16_384).map(|_| pinned_parts(&router, &t)).collect();
+        let mut at = 0;
+        cold.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter(|| {
+                at = (at + 1) % many.len();
+                let d = router.decide(&t, black_box(&many[at]), |_| true);
+                assert!(d.issued_token().is_none());
+                black_box(d)
+            })
+        });
+    }
+    cold.finish();
 
     let mut new = c.benchmark_group("new");
     for n in [3usize, 100, 1_000, 10_000] {
