@@ -4,7 +4,7 @@
 //! ```text
 //! cargo run --release -p sticky-examples --example pingora_gateway -- \
 //!     --listen 127.0.0.1:8086 --backend b1=127.0.0.1:9001 --backend b2=127.0.0.1:9002 \
-//!     --key-file KEYS [--threads 1] [--failover redistribute|temporary|strict]
+//!     --key-file KEYS [--threads 1] [--failover redistribute|temporary|strict] [--plain]
 //! ```
 //!
 //! KEYS is a key file in sticky-gateway's format (`sticky-gateway keygen > KEYS`):
@@ -12,7 +12,16 @@
 //! NAME, exactly as sticky-gateway pins them, so a token issued by either
 //! routes identically on the other. A TCP health check probes every backend
 //! each second. Prints one line once it listens; stops on SIGTERM or Ctrl-C.
+//!
+//! `--plain` runs the same server without pingora-sticky: the same
+//! `LoadBalancer<RoundRobin>` over the same backends, health check and threads
+//! (built with pingora's own `LoadBalancer::try_from_iter`), but a `ProxyHttp` whose
+//! `upstream_peer` only picks `lb.select(b"", 256)` round robin: no cookie read or
+//! stripped, no Set-Cookie. It is the baseline that shows what the sticky helpers
+//! cost on top of pingora itself (bench-peers' `pingora-rr` scenario). The key file
+//! is still read and checked, so the command line is the same in both modes.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -21,10 +30,11 @@ use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::{RunArgs, Server, ShutdownWatch};
 use pingora_core::services::background::{background_service, BackgroundService};
 use pingora_core::upstreams::peer::HttpPeer;
-use pingora_core::{Error, Result};
+use pingora_core::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_load_balancing::health_check::TcpHealthCheck;
 use pingora_load_balancing::selection::RoundRobin;
+use pingora_load_balancing::LoadBalancer;
 use pingora_proxy::{ProxyHttp, Session};
 use pingora_sticky::{named_backend, static_load_balancer, StickyBalancer, StickyCtx};
 use tower_sticky::token::KeyRing;
@@ -49,6 +59,10 @@ struct Args {
     /// What to do when a session's backend is down.
     #[arg(long, default_value = "redistribute", value_parser = ["redistribute", "temporary", "strict"])]
     failover: String,
+    /// Plain pingora round robin, no pingora-sticky helper: no cookie read or
+    /// stripped, no Set-Cookie (a baseline for measuring the helpers).
+    #[arg(long)]
+    plain: bool,
 }
 
 /// The proxy: each hook calls the sticky helper of the same name.
@@ -107,6 +121,32 @@ impl ProxyHttp for Gateway {
     }
 }
 
+/// The `--plain` proxy: pingora's round robin and nothing else (no session
+/// affinity), to measure pingora itself under the same load.
+struct PlainGateway(Arc<LoadBalancer<RoundRobin>>);
+
+#[async_trait]
+impl ProxyHttp for PlainGateway {
+    type CTX = ();
+
+    fn new_ctx(&self) {}
+
+    async fn upstream_peer(&self, _: &mut Session, _: &mut ()) -> Result<Box<HttpPeer>> {
+        let backend = self
+            .0
+            .select(b"", 256)
+            .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(503), "no healthy backend"))?;
+        Ok(Box::new(HttpPeer::new(backend.addr, false, String::new())))
+    }
+
+    async fn logging(&self, _: &mut Session, e: Option<&Error>, _: &mut ()) {
+        // Errors only, as in the sticky proxy.
+        if let Some(e) = e {
+            eprintln!("pingora_gateway (plain): error: {e}");
+        }
+    }
+}
+
 /// Prints one line once the listener answers.
 struct AnnounceListening {
     addr: String,
@@ -160,12 +200,6 @@ fn run(args: Args) -> std::result::Result<(), String> {
         _ => FailoverPolicy::Redistribute,
     };
 
-    let mut lb = static_load_balancer::<RoundRobin>(backends);
-    lb.set_health_check(TcpHealthCheck::new());
-    lb.health_check_frequency = Some(Duration::from_secs(1));
-    let health = background_service("health check", lb);
-    let sticky = StickyBalancer::new(health.task(), StickyConfig::new(keys).failover(failover));
-
     let conf = ServerConf {
         threads: args.threads.max(1),
         // SIGTERM stops at once: no grace period for a drain we do not do here.
@@ -175,10 +209,31 @@ fn run(args: Args) -> std::result::Result<(), String> {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let mut proxy = pingora_proxy::http_proxy_service(&server.configuration, Gateway(sticky));
-    proxy.add_tcp(&args.listen);
-    server.add_service(proxy);
-    server.add_service(health);
+    if args.plain {
+        // pingora's own constructor: the plain proxy uses no pingora-sticky code.
+        let addrs: Vec<String> = backends.iter().map(|b| b.addr.to_string()).collect();
+        let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(&addrs)
+            .map_err(|e| format!("--backend: {e}"))?;
+        lb.set_health_check(TcpHealthCheck::new());
+        lb.health_check_frequency = Some(Duration::from_secs(1));
+        let health = background_service("health check", lb);
+        let proxy = PlainGateway(health.task());
+        let mut proxy = pingora_proxy::http_proxy_service(&server.configuration, proxy);
+        proxy.add_tcp(&args.listen);
+        server.add_service(proxy);
+        server.add_service(health);
+    } else {
+        let mut lb = static_load_balancer::<RoundRobin>(backends);
+        lb.set_health_check(TcpHealthCheck::new());
+        lb.health_check_frequency = Some(Duration::from_secs(1));
+        let health = background_service("health check", lb);
+        let config = StickyConfig::new(keys).failover(failover);
+        let sticky = StickyBalancer::new(health.task(), config);
+        let mut proxy = pingora_proxy::http_proxy_service(&server.configuration, Gateway(sticky));
+        proxy.add_tcp(&args.listen);
+        server.add_service(proxy);
+        server.add_service(health);
+    }
     server.add_service(background_service(
         "announce",
         AnnounceListening {

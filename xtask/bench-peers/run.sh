@@ -6,7 +6,9 @@
 # sticky-gateway in release mode, makes a key file, installs missing tools and
 # summarizes; the script also runs on its own (then without the gateway unless
 # GATEWAY_BIN and GATEWAY_KEY are set). The pingora-* scenarios measure the
-# pingora_gateway example (pingora-sticky) with the same key and backend names.
+# pingora_gateway example (pingora-sticky) with the same key and backend names;
+# pingora-rr runs the same example with --plain (pingora's round robin, no
+# pingora-sticky helper) as their baseline.
 #
 # Usage:  ./run.sh                       # 3 rounds, pinned, 10 s per scenario
 #         ROUNDS=1 PIN=0 ./run.sh        # 1 round, unpinned
@@ -33,7 +35,8 @@
 #   the same with a full handshake every time.
 #   PINGORA_BIN  the pingora_gateway example binary (pingora-sticky), run with
 #              GATEWAY_KEY; without both the pingora-* scenarios are skipped.
-#              PINGORA_PORT [8090].
+#              PINGORA_PORT [8090]; the --plain one (pingora-rr) on
+#              PINGORA_RR_PORT [PINGORA_PORT+1].
 set -euo pipefail
 
 KIT=$(cd "$(dirname "$0")" && pwd)
@@ -55,6 +58,7 @@ done
 GATEWAY_BIN=${GATEWAY_BIN:-}; GATEWAY_KEY=${GATEWAY_KEY:-}
 GATEWAY_PORT=${GATEWAY_PORT:-8085}; GATEWAY_COOKIE=${GATEWAY_COOKIE:-sticky}
 PINGORA_BIN=${PINGORA_BIN:-}; PINGORA_PORT=${PINGORA_PORT:-8090}
+PINGORA_RR_PORT=${PINGORA_RR_PORT:-$((PINGORA_PORT + 1))}
 
 # ---------------------------------------------------------------- processes
 declare -a PIDS=()
@@ -90,6 +94,7 @@ stop_all() {
   if [ -s "$RUN/gateway.out" ]; then cp "$RUN/gateway.out" "$OUTDIR/gateway.log"; fi
   if [ -s "$RUN/gateway-tls.out" ]; then cp "$RUN/gateway-tls.out" "$OUTDIR/gateway-tls.log"; fi
   if [ -s "$RUN/pingora.out" ]; then cp "$RUN/pingora.out" "$OUTDIR/pingora.log"; fi
+  if [ -s "$RUN/pingora-rr.out" ]; then cp "$RUN/pingora-rr.out" "$OUTDIR/pingora-rr.log"; fi
   rm -rf "$RUN"
 }
 trap stop_all EXIT
@@ -123,7 +128,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
 cat "$TLS_DIR/site.crt" "$TLS_DIR/site.key" >"$TLS_DIR/site.pem"
 export BENCH_TLS_PEM="$TLS_DIR/site.pem"
 
-for p in 9001 9002 9003 8081 8082 8083 8084 8086 8087 8088 8089 "$GATEWAY_PORT" "$PINGORA_PORT"; do   # refuse to measure someone else's server
+for p in 9001 9002 9003 8081 8082 8083 8084 8086 8087 8088 8089 "$GATEWAY_PORT" "$PINGORA_PORT" "$PINGORA_RR_PORT"; do   # refuse to measure someone else's server
   if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$p/"; then echo "port 127.0.0.1:$p is already in use"; exit 1; fi
 done
 start_bg backends "$LOAD_CPU" nginx -p "$RUN/" -e "$RUN/backends.err" -c "$KIT/conf/backends.nginx.conf"
@@ -136,7 +141,7 @@ for p in 9001 9002 9003 8081 8082 8083 8084; do wait_port $p; done
 for p in 8086 8089; do wait_port_soft $p "$HAPROXY_PID" https || { echo "haproxy TLS port $p did not come up"; exit 1; }; done
 
 # ---------------------------------------------------------------- scenarios wanted
-SCEN_ALL="direct haproxy-rr haproxy-cookie-new haproxy-cookie-sticky haproxy-cookie-sticky-long nginx-rr nginx-hash-new nginx-hash-sticky nginx-hash-sticky-long sticky-new sticky-sticky sticky-sticky-long haproxy-tls-sticky sticky-tls-sticky haproxy-tls-resume sticky-tls-resume haproxy-tls-handshake sticky-tls-handshake pingora-new pingora-sticky pingora-sticky-long"
+SCEN_ALL="direct haproxy-rr haproxy-cookie-new haproxy-cookie-sticky haproxy-cookie-sticky-long nginx-rr nginx-hash-new nginx-hash-sticky nginx-hash-sticky-long sticky-new sticky-sticky sticky-sticky-long haproxy-tls-sticky sticky-tls-sticky haproxy-tls-resume sticky-tls-resume haproxy-tls-handshake sticky-tls-handshake pingora-rr pingora-new pingora-sticky pingora-sticky-long"
 # Peers on the same workload run back to back, so a per-round ratio compares neighbouring windows.
 SCEN_DEFAULT="direct haproxy-cookie-new sticky-new pingora-new nginx-hash-new haproxy-cookie-sticky sticky-sticky pingora-sticky nginx-hash-sticky haproxy-cookie-sticky-long sticky-sticky-long pingora-sticky-long nginx-hash-sticky-long haproxy-tls-sticky sticky-tls-sticky haproxy-tls-resume sticky-tls-resume haproxy-tls-handshake sticky-tls-handshake"
 # Peers on the same workload run back to back, so a per-round ratio compares neighbouring windows.
@@ -237,6 +242,33 @@ case " $SCENARIOS " in
       else
         echo "pingora_gateway output (last 20 lines):"; tail -n 20 "$RUN/pingora.out" 2>/dev/null | sed 's/^/  | /' || true
         drop_pingora "pingora_gateway did not answer on 127.0.0.1:$PINGORA_PORT within 10 s"
+      fi
+    fi;;
+esac
+# The baseline of the pingora-* scenarios: the same example with --plain (pingora's
+# round robin, no pingora-sticky helper), its own process on its own port.
+drop_pingora_rr() {     # drop_pingora_rr <reason>: run without pingora-rr
+  echo "SKIP pingora-rr: $1"
+  local s keep=""
+  for s in $SCENARIOS; do [ "$s" = pingora-rr ] || keep="$keep $s"; done
+  SCENARIOS=${keep# }
+  PINGORA_RR_OK=0
+}
+PINGORA_RR_OK=0
+case " $SCENARIOS " in
+  *" pingora-rr "*)
+    if [ "$PINGORA_OK" != 1 ]; then
+      drop_pingora_rr "the pingora_gateway example is not running"
+    else
+      start_bg pingora-rr "$SUT_CPU" "$PINGORA_BIN" \
+        --listen "127.0.0.1:$PINGORA_RR_PORT" \
+        --backend b1=127.0.0.1:9001 --backend b2=127.0.0.1:9002 --backend b3=127.0.0.1:9003 \
+        --key-file "$GATEWAY_KEY" --threads 1 --plain
+      PINGORA_RR_PID=${PIDS[-1]}
+      if wait_port_soft "$PINGORA_RR_PORT" "$PINGORA_RR_PID"; then PINGORA_RR_OK=1
+      else
+        echo "pingora_gateway --plain output (last 20 lines):"; tail -n 20 "$RUN/pingora-rr.out" 2>/dev/null | sed 's/^/  | /' || true
+        drop_pingora_rr "pingora_gateway --plain did not answer on 127.0.0.1:$PINGORA_RR_PORT within 10 s"
       fi
     fi;;
 esac
@@ -356,6 +388,17 @@ pingora_sanity() {
 if [ "$PINGORA_OK" = 1 ]; then
   pingora_sanity || drop_pingora "pingora_gateway failed the routing checks above"
 fi
+pingora_rr_sanity() {
+  local url="http://127.0.0.1:$PINGORA_RR_PORT/" got n
+  got=$(for i in 1 2 3; do body "$url"; done | sort -u | wc -l)
+  gw_check "$got" 3 "pingora_gateway --plain rr spreads over 3" || return 1
+  n=$(curl -s --max-time 2 -D - -o /dev/null "$url" | grep -ci '^set-cookie:' || true)
+  gw_check "$n" 0 "pingora_gateway --plain sets no cookie" || return 1
+  return 0
+}
+if [ "$PINGORA_RR_OK" = 1 ]; then
+  pingora_rr_sanity || drop_pingora_rr "pingora_gateway --plain failed the checks above"
+fi
 
 # ---------------------------------------------------------------- scenarios
 # name | url | cookie header ('-' = none) | which pid is the system under test
@@ -381,6 +424,7 @@ scen() {
     sticky-tls-sticky)          echo "https://127.0.0.1:8087/|gshort|gateway-tls";;
     sticky-tls-resume)          echo "https://127.0.0.1:8087/|gshort-close|gateway-tls";;
     sticky-tls-handshake)       echo "https://127.0.0.1:8088/|gshort-close|gateway-tls";;
+    pingora-rr)                 echo "http://127.0.0.1:$PINGORA_RR_PORT/|-|pingora-rr";;
     pingora-new)                echo "http://127.0.0.1:$PINGORA_PORT/|-|pingora";;
     pingora-sticky)             echo "http://127.0.0.1:$PINGORA_PORT/|pshort|pingora";;
     pingora-sticky-long)        echo "http://127.0.0.1:$PINGORA_PORT/|plong|pingora";;
@@ -424,6 +468,9 @@ SUM="$OUTDIR/summary.tsv"
   if [ "$PINGORA_OK" = 1 ]; then
     echo "# pingora_gateway (pingora-sticky) $PINGORA_BIN threads=1 port=$PINGORA_PORT"
   fi
+  if [ "$PINGORA_RR_OK" = 1 ]; then
+    echo "# pingora_gateway --plain (pingora-rr) $PINGORA_BIN threads=1 port=$PINGORA_RR_PORT"
+  fi
   echo "# mode=$MODE dur=${DUR}s warm=${WARM}s conns=$CONNS wrk_threads=$THREADS haproxy_nbthread=$HAPROXY_NBTHREAD"
   printf "round\tscenario\treq_s\tavg_us\tp50_us\tp75_us\tp90_us\tp99_us\tmax_us\tnon2xx\tsock_err\tsut_cpu_pct\tbackend_cpu_pct\tmachine_busy_pct\tsut_us_per_req\tmachine_us_per_req\tsoftirq_pct\tsteal_pct\n"
 } >"$SUM"
@@ -436,13 +483,15 @@ for r in $(seq 1 "$ROUNDS"); do
   [ $((r % 2)) = 0 ] && order=$(reversed "$SCENARIOS")
   for s in $order; do
     IFS='|' read -r url ck sut <<<"$(scen "$s")"
-    case $s in sticky-tls-*) [ "$GATEWAY_TLS_OK" = 1 ] || continue;; sticky-*) [ "$GATEWAY_OK" = 1 ] || continue;; pingora-*) [ "$PINGORA_OK" = 1 ] || continue;; esac
+    case $s in sticky-tls-*) [ "$GATEWAY_TLS_OK" = 1 ] || continue;; sticky-*) [ "$GATEWAY_OK" = 1 ] || continue;;
+      pingora-rr) [ "$PINGORA_RR_OK" = 1 ] || continue;; pingora-*) [ "$PINGORA_OK" = 1 ] || continue;; esac
     sut_pid=$(cat "$RUN/$sut.pid")
     if ! kill -0 "$sut_pid" 2>/dev/null; then
       echo "round $r $s: $sut (pid $sut_pid) is gone"; tail -n 20 "$RUN/$sut.out" 2>/dev/null | sed 's/^/  | /' || true
       if [ "$sut" = gateway ]; then drop_sticky "sticky-gateway exited during the run"; continue; fi
       if [ "$sut" = gateway-tls ]; then drop_sticky_tls "the TLS gateway exited during the run"; continue; fi
       if [ "$sut" = pingora ]; then drop_pingora "pingora_gateway exited during the run"; continue; fi
+      if [ "$sut" = pingora-rr ]; then drop_pingora_rr "pingora_gateway --plain exited during the run"; continue; fi
       exit 1
     fi
     if [ "$PIN" = 1 ] && [ "$s" = direct ]; then taskset -a -pc "$SUT_CPU" "$BACKEND_PID" >/dev/null; fi
@@ -455,6 +504,7 @@ for r in $(seq 1 "$ROUNDS"); do
       if [ "$sut" = gateway ]; then drop_sticky "sticky-gateway exited during the run"; continue; fi
       if [ "$sut" = gateway-tls ]; then drop_sticky_tls "the TLS gateway exited during the run"; continue; fi
       if [ "$sut" = pingora ]; then drop_pingora "pingora_gateway exited during the run"; continue; fi
+      if [ "$sut" = pingora-rr ]; then drop_pingora_rr "pingora_gateway --plain exited during the run"; continue; fi
       exit 1
     fi
     b1=$(cpu_ticks "$BACKEND_PID"); read -r busy1 tot1 sirq1 steal1 <<<"$(sys_busy)"

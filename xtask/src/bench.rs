@@ -25,12 +25,12 @@ const ALL_SCENARIOS: &str = "direct haproxy-rr haproxy-cookie-new haproxy-cookie
 haproxy-cookie-sticky-long nginx-rr nginx-hash-new nginx-hash-sticky nginx-hash-sticky-long \
 sticky-new sticky-sticky sticky-sticky-long haproxy-tls-sticky sticky-tls-sticky \
 haproxy-tls-resume sticky-tls-resume haproxy-tls-handshake sticky-tls-handshake \
-pingora-new pingora-sticky pingora-sticky-long";
+pingora-rr pingora-new pingora-sticky pingora-sticky-long";
 
 /// Loopback ports the kit listens on (backends, peers, gateway, TLS listeners,
-/// pingora example).
-const PORTS: [u16; 13] = [
-    9001, 9002, 9003, 8081, 8082, 8083, 8084, 8085, 8086, 8087, 8088, 8089, 8090,
+/// pingora example, its `--plain` twin for pingora-rr).
+const PORTS: [u16; 14] = [
+    9001, 9002, 9003, 8081, 8082, 8083, 8084, 8085, 8086, 8087, 8088, 8089, 8090, 8091,
 ];
 
 /// Settings of one bench-peers run.

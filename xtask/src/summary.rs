@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 /// (ours, peer) pairs compared in the ratio table.
-const PAIRS: [(&str, &str); 15] = [
+const PAIRS: [(&str, &str); 19] = [
     ("sticky-new", "haproxy-cookie-new"),
     ("sticky-new", "nginx-hash-new"),
     ("sticky-sticky", "haproxy-cookie-sticky"),
@@ -22,6 +22,12 @@ const PAIRS: [(&str, &str); 15] = [
     ("pingora-sticky", "sticky-sticky"),
     ("pingora-sticky-long", "haproxy-cookie-sticky-long"),
     ("pingora-sticky-long", "sticky-sticky-long"),
+    // What the pingora-sticky helpers add to pingora itself (pingora-rr: the same
+    // example with --plain), and pingora itself against HAProxy's round robin.
+    ("pingora-new", "pingora-rr"),
+    ("pingora-sticky", "pingora-rr"),
+    ("pingora-rr", "haproxy-rr"),
+    ("sticky-sticky", "haproxy-rr"),
 ];
 
 /// One measured row: a scenario in one round of one file.
