@@ -147,6 +147,27 @@ impl ProxyHttp for PlainGateway {
     }
 }
 
+/// Adds to `server` the proxy `make` builds over `lb`, listening on
+/// `listen`, and `lb`'s TCP health check (every second) as a background
+/// service: the same for both modes, so that they differ in the proxy only.
+fn add_proxy<P>(
+    server: &mut Server,
+    listen: &str,
+    mut lb: LoadBalancer<RoundRobin>,
+    make: impl FnOnce(Arc<LoadBalancer<RoundRobin>>) -> P,
+) where
+    P: ProxyHttp + Send + Sync + 'static,
+    P::CTX: Send + Sync,
+{
+    lb.set_health_check(TcpHealthCheck::new());
+    lb.health_check_frequency = Some(Duration::from_secs(1));
+    let health = background_service("health check", lb);
+    let mut proxy = pingora_proxy::http_proxy_service(&server.configuration, make(health.task()));
+    proxy.add_tcp(listen);
+    server.add_service(proxy);
+    server.add_service(health);
+}
+
 /// Prints one line once the listener answers.
 struct AnnounceListening {
     addr: String,
@@ -212,27 +233,17 @@ fn run(args: Args) -> std::result::Result<(), String> {
     if args.plain {
         // pingora's own constructor: the plain proxy uses no pingora-sticky code.
         let addrs: Vec<String> = backends.iter().map(|b| b.addr.to_string()).collect();
-        let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(&addrs)
+        let lb = LoadBalancer::<RoundRobin>::try_from_iter(&addrs)
             .map_err(|e| format!("--backend: {e}"))?;
-        lb.set_health_check(TcpHealthCheck::new());
-        lb.health_check_frequency = Some(Duration::from_secs(1));
-        let health = background_service("health check", lb);
-        let proxy = PlainGateway(health.task());
-        let mut proxy = pingora_proxy::http_proxy_service(&server.configuration, proxy);
-        proxy.add_tcp(&args.listen);
-        server.add_service(proxy);
-        server.add_service(health);
+        add_proxy(&mut server, &args.listen, lb, PlainGateway);
     } else {
-        let mut lb = static_load_balancer::<RoundRobin>(backends);
-        lb.set_health_check(TcpHealthCheck::new());
-        lb.health_check_frequency = Some(Duration::from_secs(1));
-        let health = background_service("health check", lb);
         let config = StickyConfig::new(keys).failover(failover);
-        let sticky = StickyBalancer::new(health.task(), config);
-        let mut proxy = pingora_proxy::http_proxy_service(&server.configuration, Gateway(sticky));
-        proxy.add_tcp(&args.listen);
-        server.add_service(proxy);
-        server.add_service(health);
+        add_proxy(
+            &mut server,
+            &args.listen,
+            static_load_balancer::<RoundRobin>(backends),
+            |lb| Gateway(StickyBalancer::new(lb, config)),
+        );
     }
     server.add_service(background_service(
         "announce",

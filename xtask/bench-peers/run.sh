@@ -149,20 +149,18 @@ SCENARIOS=${SCENARIOS:-$SCEN_DEFAULT}
 for s in $SCENARIOS; do
   case " $SCEN_ALL " in *" $s "*) ;; *) echo "unknown scenario $s (known: $SCEN_ALL)"; exit 1;; esac
 done
-drop_sticky() {         # drop_sticky <reason>: run without the gateway scenarios
-  echo "SKIP sticky-* scenarios: $1"
+drop_scenarios() {      # drop_scenarios <glob> <reason>: run without the scenarios matching <glob>
+  echo "SKIP $1 scenarios: $2"
   local s keep=""
-  for s in $SCENARIOS; do case $s in sticky-*) ;; *) keep="$keep $s";; esac; done
+  # $1 unquoted: a glob pattern.
+  for s in $SCENARIOS; do case $s in $1) ;; *) keep="$keep $s";; esac; done
   SCENARIOS=${keep# }
-  GATEWAY_OK=0
 }
-drop_pingora() {        # drop_pingora <reason>: run without the pingora-sticky scenarios
-  echo "SKIP pingora-* scenarios: $1"
-  local s keep=""
-  for s in $SCENARIOS; do case $s in pingora-*) ;; *) keep="$keep $s";; esac; done
-  SCENARIOS=${keep# }
-  PINGORA_OK=0
+show_output() {         # show_output <what> <name>: the last lines printed by the process started as <name>
+  echo "$1 output (last 20 lines):"; tail -n 20 "$RUN/$2.out" 2>/dev/null | sed 's/^/  | /' || true
 }
+drop_sticky() { drop_scenarios 'sticky-*' "$1"; GATEWAY_OK=0; }        # the gateway scenarios
+drop_pingora() { drop_scenarios 'pingora-*' "$1"; PINGORA_OK=0; }      # the pingora-sticky scenarios
 GATEWAY_OK=0
 PINGORA_OK=0
 case " $SCENARIOS " in
@@ -178,18 +176,12 @@ case " $SCENARIOS " in
       GATEWAY_PID=${PIDS[-1]}
       if wait_port_soft "$GATEWAY_PORT" "$GATEWAY_PID"; then GATEWAY_OK=1
       else
-        echo "gateway output (last 20 lines):"; tail -n 20 "$RUN/gateway.out" 2>/dev/null | sed 's/^/  | /' || true
+        show_output "gateway" gateway
         drop_sticky "sticky-gateway did not answer on 127.0.0.1:$GATEWAY_PORT within 10 s"
       fi
     fi;;
 esac
-drop_sticky_tls() {     # drop_sticky_tls <reason>: run without the gateway's TLS scenarios
-  echo "SKIP sticky-tls-* scenarios: $1"
-  local s keep=""
-  for s in $SCENARIOS; do case $s in sticky-tls-*) ;; *) keep="$keep $s";; esac; done
-  SCENARIOS=${keep# }
-  GATEWAY_TLS_OK=0
-}
+drop_sticky_tls() { drop_scenarios 'sticky-tls-*' "$1"; GATEWAY_TLS_OK=0; }  # the gateway's TLS scenarios
 GATEWAY_TLS_OK=0
 case " $SCENARIOS " in
   *" sticky-tls-"*)
@@ -223,7 +215,7 @@ EOF
     GATEWAY_TLS_PID=${PIDS[-1]}
     if wait_port_soft 8087 "$GATEWAY_TLS_PID" https && wait_port_soft 8088 "$GATEWAY_TLS_PID" https; then GATEWAY_TLS_OK=1
     else
-      echo "gateway-tls output (last 20 lines):"; tail -n 20 "$RUN/gateway-tls.out" 2>/dev/null | sed 's/^/  | /' || true
+      show_output "gateway-tls" gateway-tls
       drop_sticky_tls "the TLS gateway did not answer on 127.0.0.1:8087/8088 within 10 s"
     fi;;
 esac
@@ -240,20 +232,14 @@ case " $SCENARIOS " in
       PINGORA_PID=${PIDS[-1]}
       if wait_port_soft "$PINGORA_PORT" "$PINGORA_PID"; then PINGORA_OK=1
       else
-        echo "pingora_gateway output (last 20 lines):"; tail -n 20 "$RUN/pingora.out" 2>/dev/null | sed 's/^/  | /' || true
+        show_output "pingora_gateway" pingora
         drop_pingora "pingora_gateway did not answer on 127.0.0.1:$PINGORA_PORT within 10 s"
       fi
     fi;;
 esac
 # The baseline of the pingora-* scenarios: the same example with --plain (pingora's
 # round robin, no pingora-sticky helper), its own process on its own port.
-drop_pingora_rr() {     # drop_pingora_rr <reason>: run without pingora-rr
-  echo "SKIP pingora-rr: $1"
-  local s keep=""
-  for s in $SCENARIOS; do [ "$s" = pingora-rr ] || keep="$keep $s"; done
-  SCENARIOS=${keep# }
-  PINGORA_RR_OK=0
-}
+drop_pingora_rr() { drop_scenarios pingora-rr "$1"; PINGORA_RR_OK=0; }
 PINGORA_RR_OK=0
 case " $SCENARIOS " in
   *" pingora-rr "*)
@@ -267,7 +253,7 @@ case " $SCENARIOS " in
       PINGORA_RR_PID=${PIDS[-1]}
       if wait_port_soft "$PINGORA_RR_PORT" "$PINGORA_RR_PID"; then PINGORA_RR_OK=1
       else
-        echo "pingora_gateway --plain output (last 20 lines):"; tail -n 20 "$RUN/pingora-rr.out" 2>/dev/null | sed 's/^/  | /' || true
+        show_output "pingora_gateway --plain" pingora-rr
         drop_pingora_rr "pingora_gateway --plain did not answer on 127.0.0.1:$PINGORA_RR_PORT within 10 s"
       fi
     fi;;

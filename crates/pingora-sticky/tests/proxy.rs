@@ -101,6 +101,23 @@ where
         )
     }
 
+    /// `n` requests with `cookie` all reach `backend`, each a pinned hit.
+    fn assert_pinned(&self, cookie: &str, backend: &str, n: usize) {
+        for i in 0..n {
+            let r = self.get(Some(cookie));
+            assert_eq!(r.body, backend, "request {i} left its backend");
+            assert_eq!(r.header("x-sticky-outcome"), Some("pinned"));
+        }
+    }
+
+    /// `n` new sessions, none placed on `backend`.
+    fn assert_no_new_session_on(&self, backend: &str, n: usize, why: &str) {
+        for _ in 0..n {
+            let (_, placed) = self.new_session();
+            assert_ne!(placed, backend, "{why}");
+        }
+    }
+
     fn backend(&mut self, name: &str) -> &mut TestBackend {
         self.backends.iter_mut().find(|b| b.name == name).unwrap()
     }
@@ -226,11 +243,7 @@ fn a_stopped_backend_repins_to_the_fallback_every_replica_picks() {
     assert_eq!(requests(&want), want_before + 1);
     assert_eq!(r.header("x-sticky-outcome"), Some("repinned(unhealthy)"));
     let repinned = r.sticky_cookie().expect("the token is re-issued");
-    for _ in 0..10 {
-        let r = rig.get(Some(&repinned));
-        assert_eq!(r.body, want);
-        assert_eq!(r.header("x-sticky-outcome"), Some("pinned"));
-    }
+    rig.assert_pinned(&repinned, &want, 10);
     // The old cookie follows the same session to the same place.
     assert_eq!(rig.get(Some(&cookie)).body, want);
 }
@@ -262,15 +275,8 @@ fn drain_keeps_pinned_sessions_and_takes_no_new_ones() {
         rig.sticky.state(&home),
         Some(tower_sticky::BackendState::Draining)
     );
-    for _ in 0..20 {
-        let r = rig.get(Some(&cookie));
-        assert_eq!(r.body, home);
-        assert_eq!(r.header("x-sticky-outcome"), Some("pinned"));
-    }
-    for _ in 0..30 {
-        let (_, placed) = rig.new_session();
-        assert_ne!(placed, home, "a draining backend takes no new session");
-    }
+    rig.assert_pinned(&cookie, &home, 20);
+    rig.assert_no_new_session_on(&home, 30, "a draining backend takes no new session");
     let status = rig.sticky.status(&home).unwrap();
     assert!(
         status.pinned_hits() >= 20,
@@ -410,15 +416,8 @@ fn pingora_health_checks_take_a_backend_out_and_its_sessions_fail_over() {
     assert_eq!(r.body, want, "repinned to the deterministic fallback");
     assert_eq!(r.header("x-sticky-outcome"), Some("repinned(unhealthy)"));
     let repinned = r.sticky_cookie().expect("the token is re-issued");
-    for _ in 0..10 {
-        let r = rig.get(Some(&repinned));
-        assert_eq!(r.body, want);
-        assert_eq!(r.header("x-sticky-outcome"), Some("pinned"));
-    }
-    for _ in 0..30 {
-        let (_, placed) = rig.new_session();
-        assert_ne!(placed, home, "an unhealthy backend takes no new session");
-    }
+    rig.assert_pinned(&repinned, &want, 10);
+    rig.assert_no_new_session_on(&home, 30, "an unhealthy backend takes no new session");
     // Still up and answering pingora's probes, yet nothing reached it.
     let probes = rig.backend(&home).health_checks();
     wait_until("pingora probes it again", || {
@@ -454,10 +453,6 @@ fn the_inner_consistent_hash_places_new_sessions_by_their_id() {
     }
     // And then they stay pinned there.
     for (cookie, placed) in &sessions {
-        for _ in 0..5 {
-            let r = rig.get(Some(cookie));
-            assert_eq!(&r.body, placed);
-            assert_eq!(r.header("x-sticky-outcome"), Some("pinned"));
-        }
+        rig.assert_pinned(cookie, placed, 5);
     }
 }

@@ -192,14 +192,7 @@ async fn a_corrupting_transfer_coding_from_a_backend_is_a_502() {
 async fn h2_cookie_crumbs_reach_the_backend_as_one_line_with_the_authority_as_host() {
     let (b, got) = recording_backend(b"HTTP/1.1 204 No Content\r\n\r\n").await;
     let gw = gateway(b).await;
-    let stream = TcpStream::connect(gw.addr).await.unwrap();
-    let (mut s, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut s = common::h2c(gw.addr).await;
     let req = Request::get("http://real.test/")
         .header("host", "other.test")
         .header("cookie", "a=1")
@@ -227,14 +220,7 @@ async fn an_h2_request_with_an_empty_content_length_is_answered_400_and_never_se
     // field written beside `transfer-encoding: chunked`.
     let (b, got) = recording_backend(b"HTTP/1.1 204 No Content\r\n\r\n").await;
     let gw = gateway(b).await;
-    let stream = TcpStream::connect(gw.addr).await.unwrap();
-    let (mut s, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut s = common::h2c(gw.addr).await;
     let req = Request::post("http://app.test/upload")
         .header("content-length", "")
         .body(Full::new(Bytes::from_static(b"hello")))

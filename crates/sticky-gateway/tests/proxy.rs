@@ -411,14 +411,7 @@ async fn an_oversized_head_gets_431_and_h2c_works() {
     assert_eq!(r.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
 
     // HTTP/2 with prior knowledge.
-    let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    let (mut s, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut s = common::h2c(gw.addr).await;
     let req = Request::get("http://app.test/")
         .body(Full::<Bytes>::default())
         .unwrap();

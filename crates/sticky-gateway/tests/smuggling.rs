@@ -520,7 +520,12 @@ async fn run(case: Case) {
     }
     let absolute = absolute_target(&case.bytes);
     for r in conns.iter().flat_map(|c| &c.requests) {
-        if let Some((authority, _)) = absolute.filter(|(_, path)| r.target.as_bytes() == *path) {
+        // The backend's origin-form target: the path, `/` when it had none.
+        let same_target = |path: &[u8]| {
+            let t = r.target.as_bytes();
+            t == path || (t.first() == Some(&b'/') && &t[1..] == path && !path.starts_with(b"/"))
+        };
+        if let Some((authority, _)) = absolute.filter(|(_, path)| same_target(path)) {
             // RFC 9112 §3.2.2: an absolute-form target's authority is the
             // request's host, and a Host field is replaced by it, so that
             // the gateway (which routes by it) and the backend agree.

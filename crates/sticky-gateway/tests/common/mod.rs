@@ -376,6 +376,20 @@ pub async fn send(addr: SocketAddr, req: Request<TestBody>) -> Result<Reply, Str
     })
 }
 
+/// An HTTP/2 connection with prior knowledge (h2c) to `addr`, its driver
+/// spawned.
+pub async fn h2c(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (s, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    s
+}
+
 /// GET `path` with an optional cookie header.
 pub async fn get(addr: SocketAddr, path: &str, cookie: Option<&str>) -> Reply {
     let mut b = Request::get(path).header("host", "app.test");

@@ -75,6 +75,19 @@ fn strict_after_an_unreachable_pinned_backend_rejects_without_a_new_session() {
     assert!(c.is_unhealthy(engine.config().clock_ref().now_ms()));
 }
 
+/// How a second replica (its own engine and table, the same key, `policy`)
+/// that finds "c" down decides a request carrying `token`.
+fn on_another_replica(policy: FailoverPolicy, token: &Token) -> super::Routed {
+    let clock = Clock::manual(T0);
+    let other = Engine::new(config(&clock).failover(policy));
+    let t2 = table(&["a", "b", "c", "d", "e"]);
+    t2.get_by_id("c".stable_id())
+        .unwrap()
+        .status()
+        .eject(T0, Duration::from_secs(10));
+    other.decide(&t2, &with_cookie(&other, token), |_| true)
+}
+
 #[test]
 fn redistribute_after_an_unreachable_backend_goes_to_the_deterministic_fallback() {
     let (engine, t, routed, token) = pinned_then_unreachable(FailoverPolicy::Redistribute);
@@ -84,14 +97,7 @@ fn redistribute_after_an_unreachable_backend_goes_to_the_deterministic_fallback(
     assert_eq!(Some(issued.backend), routed.backend());
     // A second replica (its own engine and table, same key) that finds "c"
     // down picks the same backend for this token.
-    let clock = Clock::manual(T0);
-    let other = Engine::new(config(&clock));
-    let t2 = table(&["a", "b", "c", "d", "e"]);
-    t2.get_by_id("c".stable_id())
-        .unwrap()
-        .status()
-        .eject(T0, Duration::from_secs(10));
-    let there = other.decide(&t2, &with_cookie(&other, &token), |_| true);
+    let there = on_another_replica(FailoverPolicy::Redistribute, &token);
     assert_eq!(there.outcome(), Outcome::Repinned(Reason::Unhealthy));
     assert_eq!(there.backend(), routed.backend());
     // Once only: one request, one outcome, on the backend that served it.
@@ -114,14 +120,7 @@ fn temporary_after_an_unreachable_backend_keeps_the_token() {
     // second replica (its own engine and table, same key and policy) that
     // finds "c" down picks for this token, so the session's requests land
     // together while "c" is away.
-    let clock = Clock::manual(T0);
-    let other = Engine::new(config(&clock).failover(FailoverPolicy::Temporary));
-    let t2 = table(&["a", "b", "c", "d", "e"]);
-    t2.get_by_id("c".stable_id())
-        .unwrap()
-        .status()
-        .eject(T0, Duration::from_secs(10));
-    let there = other.decide(&t2, &with_cookie(&other, &token), |_| true);
+    let there = on_another_replica(FailoverPolicy::Temporary, &token);
     assert_eq!(there.outcome(), Outcome::Temporary(Reason::Unhealthy));
     assert_eq!(there.issued_token(), None);
     assert!(routed.backend().is_some());
