@@ -231,10 +231,7 @@ async fn hop_markers_forged_or_replayed_by_a_client_are_refused() {
         s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
             .await
             .unwrap();
-        let head = String::from_utf8_lossy(&buf[..n]).to_string();
-        head.lines()
-            .find_map(|l| l.strip_prefix("x-sticky-hop: ").map(str::to_string))
-            .expect("the forwarded request carries a marker")
+        String::from_utf8_lossy(&buf[..n]).to_string()
     });
     let (app1, _h1) = local_app();
     let app1 = PeerLayer::new(
@@ -248,7 +245,17 @@ async fn hop_markers_forged_or_replayed_by_a_client_are_refused() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    let marker = captured.await.unwrap();
+    let head = captured.await.unwrap();
+    let marker = head
+        .lines()
+        .find_map(|l| l.strip_prefix("x-sticky-hop: ").map(str::to_string))
+        .expect("the forwarded request carries a marker");
+    assert!(
+        !head
+            .lines()
+            .any(|l| l.to_ascii_lowercase().starts_with("cookie:")),
+        "the forwarding replica removes our token: {head}"
+    );
 
     // The real app-3, whose peer app-1 counts connections: a marked request
     // is served here even when its token names another live replica.
@@ -288,11 +295,15 @@ async fn hop_markers_forged_or_replayed_by_a_client_are_refused() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
-    // The genuine hop: served here, once, marker and cookie removed.
+    // The genuine hop: served here, once, marker and cookie removed (a
+    // cookie app-1 would not have sent), with app-1's decision.
     let call = tokio::spawn(app3.clone().oneshot(marked("/cart", &marker)));
     let req = answer_local(&mut h3).await;
     assert!(!req.headers().contains_key(&HOP_HEADER));
     assert!(req.headers().get("cookie").is_none());
+    let affinity = req.extensions().get::<Affinity>().unwrap();
+    assert_eq!(affinity.outcome(), Outcome::Pinned);
+    assert_eq!(affinity.backend(), Some("app-3"));
     let res = call.await.unwrap().unwrap();
     assert_eq!(res.status(), 200);
     assert!(

@@ -10,6 +10,9 @@
 //! - which request it is for: a digest of method and target (a marker
 //!   moved onto another request is refused);
 //! - when it was made: it lives a few seconds;
+//! - what the forwarding replica decided (the outcome: pinned, repinned
+//!   and why...), so that the owner need not decide again from the
+//!   token, which the forwarding replica removes before sending;
 //! - a random 64-bit nonce: the receiving replica remembers the markers it
 //!   took while they live and refuses a second use (a captured marker
 //!   replayed). 64 bits, so that two genuine markers for the same request
@@ -17,10 +20,10 @@
 //!   taking 12,000 hops a second refused a genuine one every minute or so
 //!   (the peer_hop bench met it).
 //!
-//! Its text is 40 characters of URL-safe base64:
+//! Its text is 42 characters of URL-safe base64:
 //!
 //! ```text
-//! version (1) | key id (1) | nonce (8) | issued (4) | tag (16)
+//! version (1) | key id (1) | nonce (8) | issued (4) | outcome (1) | tag (16)
 //! ```
 //!
 //! The replica and the request digest are not carried: the receiver puts
@@ -49,19 +52,21 @@ use http::request::Parts;
 use http::HeaderValue;
 use ring::hkdf;
 use tower_sticky::token::KeyRing;
-use tower_sticky::{BackendId, Clock};
+use tower_sticky::{BackendId, Clock, Outcome, Reason};
 
 /// The header carrying the marker between replicas.
 pub const HOP_HEADER: HeaderName = HeaderName::from_static("x-sticky-hop");
 
 /// The marker format's version, its first byte.
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
 /// HKDF salt and info: the MAC key is for hop markers and nothing else.
 const KDF_SALT: &[u8] = b"sticky peer hop";
-const KDF_INFO: &[u8] = b"marker cmac v2";
+const KDF_INFO: &[u8] = b"marker cmac v3";
 
 const NONCE_LEN: usize = 8;
-const HEAD_LEN: usize = 2 + NONCE_LEN + 4;
+/// Where the outcome byte is.
+const OUTCOME_AT: usize = 2 + NONCE_LEN + 4;
+const HEAD_LEN: usize = OUTCOME_AT + 1;
 const TAG_LEN: usize = 16;
 const RAW_LEN: usize = HEAD_LEN + TAG_LEN;
 /// Length of a marker's text.
@@ -190,18 +195,27 @@ impl HopMarker {
         (self.clock.now_ms() / 1000) as u32
     }
 
-    /// A marker for the request `parts` going to replica `to`.
-    pub(crate) fn seal(&self, to: BackendId, parts: &Parts) -> HeaderValue {
-        self.seal_with(to, binding(parts), rand::random(), self.now_s())
+    /// A marker for the request `parts` going to replica `to`, which this
+    /// replica decided with `outcome`.
+    pub(crate) fn seal(&self, to: BackendId, outcome: Outcome, parts: &Parts) -> HeaderValue {
+        self.seal_with(to, outcome, binding(parts), rand::random(), self.now_s())
     }
 
-    fn seal_with(&self, to: BackendId, binding: u64, nonce: u64, issued: u32) -> HeaderValue {
+    fn seal_with(
+        &self,
+        to: BackendId,
+        outcome: Outcome,
+        binding: u64,
+        nonce: u64,
+        issued: u32,
+    ) -> HeaderValue {
         let (kid, key) = &self.keys[0];
         let mut raw = [0u8; RAW_LEN];
         raw[0] = VERSION;
         raw[1] = *kid;
         raw[2..2 + NONCE_LEN].copy_from_slice(&nonce.to_be_bytes());
-        raw[2 + NONCE_LEN..HEAD_LEN].copy_from_slice(&issued.to_be_bytes());
+        raw[2 + NONCE_LEN..OUTCOME_AT].copy_from_slice(&issued.to_be_bytes());
+        raw[OUTCOME_AT] = outcome_code(outcome);
         let mut mac = key.clone();
         mac.update(&signed(&raw, to, binding));
         raw[HEAD_LEN..].copy_from_slice(&mac.finalize().into_bytes());
@@ -214,13 +228,14 @@ impl HopMarker {
     }
 
     /// Checks a marker received by replica `me` on request `parts`, and
-    /// remembers it so that it is good once.
+    /// remembers it so that it is good once. The forwarding replica's
+    /// outcome when it is good.
     pub(crate) fn check(
         &self,
         text: &[u8],
         me: BackendId,
         parts: &Parts,
-    ) -> Result<(), HopRefused> {
+    ) -> Result<Outcome, HopRefused> {
         if text.len() != TEXT_LEN {
             return Err(HopRefused::Invalid);
         }
@@ -248,7 +263,11 @@ impl HopMarker {
             return Err(HopRefused::Invalid);
         }
         let nonce = u64::from_be_bytes(raw[2..2 + NONCE_LEN].try_into().expect("8 bytes"));
-        let issued = u32::from_be_bytes(raw[2 + NONCE_LEN..HEAD_LEN].try_into().expect("4 bytes"));
+        let issued =
+            u32::from_be_bytes(raw[2 + NONCE_LEN..OUTCOME_AT].try_into().expect("4 bytes"));
+        // Under the tag: a byte no replica writes is a peer of another
+        // version, refused like any marker this one cannot read.
+        let outcome = outcome_of(raw[OUTCOME_AT]).ok_or(HopRefused::Invalid)?;
         let now = self.now_s();
         if now.saturating_sub(issued) > TTL_S || issued > now + SKEW_S {
             return Err(HopRefused::Expired);
@@ -258,8 +277,36 @@ impl HopMarker {
         if !seen.first_use(nonce, now) {
             return Err(HopRefused::Replayed);
         }
-        Ok(())
+        Ok(outcome)
     }
+}
+
+/// An outcome as the marker's byte: the kind in the high half, the
+/// reason's place in [`Reason::ALL`] in the low half. 0 for an outcome this
+/// version does not know (none today), which the owner refuses.
+fn outcome_code(o: Outcome) -> u8 {
+    let reason = |r: Reason| Reason::ALL.iter().position(|x| *x == r).unwrap_or(0xf) as u8;
+    match o {
+        Outcome::Pinned => 0x10,
+        Outcome::New => 0x20,
+        Outcome::Repinned(r) => 0x30 | reason(r),
+        Outcome::Temporary(r) => 0x40 | reason(r),
+        Outcome::Rejected(r) => 0x50 | reason(r),
+        _ => 0,
+    }
+}
+
+/// The outcome a marker's byte names; `None` for any other byte.
+fn outcome_of(b: u8) -> Option<Outcome> {
+    let reason = || Reason::ALL.get(usize::from(b & 0xf)).copied();
+    Some(match b >> 4 {
+        1 if b == 0x10 => Outcome::Pinned,
+        2 if b == 0x20 => Outcome::New,
+        3 => Outcome::Repinned(reason()?),
+        4 => Outcome::Temporary(reason()?),
+        5 => Outcome::Rejected(reason()?),
+        _ => return None,
+    })
 }
 
 /// HKDF output length for [`hkdf::Prk::expand`]: one AES-256 key.
@@ -272,7 +319,10 @@ impl hkdf::KeyType for KeyLen32 {
 }
 
 /// What a marker's tag covers: its head (version, key id, nonce, issue
-/// time), the replica it is for and the request's digest.
+/// time, outcome), the replica it is for and the request's digest. One
+/// fixed-size message: the MAC's buffering is cheapest on a length known
+/// at compile time (the method and target fed as they are cost more than
+/// hashing them first).
 fn signed(raw: &[u8], to: BackendId, binding: u64) -> [u8; HEAD_LEN + 16] {
     let mut m = [0u8; HEAD_LEN + 16];
     m[..HEAD_LEN].copy_from_slice(&raw[..HEAD_LEN]);
@@ -304,7 +354,7 @@ mod tests {
         let m = HopMarker::new(keys.clone(), clock.clone());
         let me = BackendId::from_u64(1);
         let p = parts("/cart?x=1");
-        let v = m.seal(me, &p);
+        let v = m.seal(me, Outcome::Pinned, &p);
         assert_eq!(v.len(), TEXT_LEN);
         // Another replica, another request: the tag does not hold.
         assert_eq!(
@@ -327,17 +377,17 @@ mod tests {
             ),
             Err(HopRefused::Invalid)
         );
-        assert_eq!(m.check(v.as_bytes(), me, &p), Ok(()));
+        assert_eq!(m.check(v.as_bytes(), me, &p), Ok(Outcome::Pinned));
         assert_eq!(m.check(v.as_bytes(), me, &p), Err(HopRefused::Replayed));
-        let late = m.seal(me, &p);
+        let late = m.seal(me, Outcome::Pinned, &p);
         clock.advance(std::time::Duration::from_secs(TTL_S as u64 + 1));
         assert_eq!(m.check(late.as_bytes(), me, &p), Err(HopRefused::Expired));
         // From the future, beyond the allowed skew.
-        let ahead = m.seal_with(me, binding(&p), 9, m.now_s() + SKEW_S + 1);
+        let ahead = m.seal_with(me, Outcome::Pinned, binding(&p), 9, m.now_s() + SKEW_S + 1);
         assert_eq!(m.check(ahead.as_bytes(), me, &p), Err(HopRefused::Expired));
         // Another key ring: forged.
         let other = HopMarker::new(KeyRing::generate(), clock.clone());
-        let forged = other.seal(me, &p);
+        let forged = other.seal(me, Outcome::Pinned, &p);
         assert_eq!(m.check(forged.as_bytes(), me, &p), Err(HopRefused::Invalid));
     }
 
@@ -346,7 +396,7 @@ mod tests {
         let m = HopMarker::new(KeyRing::generate(), Clock::manual(1_000_000));
         let me = BackendId::from_u64(1);
         let p = parts("/cart");
-        let v = m.seal(me, &p);
+        let v = m.seal(me, Outcome::Pinned, &p);
         for i in 0..TEXT_LEN {
             for c in [b'A', b'B', b'_', b'-', b'='] {
                 let mut edited = v.as_bytes().to_vec();
@@ -366,7 +416,7 @@ mod tests {
             Err(HopRefused::Invalid)
         );
         assert_eq!(m.check(b"", me, &p), Err(HopRefused::Invalid));
-        assert_eq!(m.check(v.as_bytes(), me, &p), Ok(()));
+        assert_eq!(m.check(v.as_bytes(), me, &p), Ok(Outcome::Pinned));
     }
 
     #[test]
@@ -380,10 +430,10 @@ mod tests {
         let after = HopMarker::new(KeyRing::new(new).with_opening_key(old), clock.clone());
         let me = BackendId::from_u64(1);
         let p = parts("/");
-        let v = before.seal(me, &p);
-        assert_eq!(after.check(v.as_bytes(), me, &p), Ok(()));
+        let v = before.seal(me, Outcome::Pinned, &p);
+        assert_eq!(after.check(v.as_bytes(), me, &p), Ok(Outcome::Pinned));
         // And the new key's markers are the old ring's forgeries.
-        let w = after.seal(me, &p);
+        let w = after.seal(me, Outcome::Pinned, &p);
         assert_eq!(before.check(w.as_bytes(), me, &p), Err(HopRefused::Invalid));
     }
 
@@ -392,16 +442,42 @@ mod tests {
         let m = HopMarker::new(KeyRing::generate(), Clock::manual(1_000_000));
         let me = BackendId::from_u64(1);
         let p = parts("/cart");
-        let marker = |nonce: u64| m.seal_with(me, binding(&p), nonce, m.now_s());
+        let marker = |nonce: u64| m.seal_with(me, Outcome::Pinned, binding(&p), nonce, m.now_s());
         // Same request, same second, nonces alike in either half: not a replay.
         for n in [1u64 << 32 | 7, 2 << 32 | 7, 1 << 32 | 8] {
-            assert_eq!(m.check(marker(n).as_bytes(), me, &p), Ok(()));
+            assert_eq!(m.check(marker(n).as_bytes(), me, &p), Ok(Outcome::Pinned));
         }
         // The whole nonce again: a replay.
         assert_eq!(
             m.check(marker(2 << 32 | 7).as_bytes(), me, &p),
             Err(HopRefused::Replayed)
         );
+    }
+
+    #[test]
+    fn the_forwarding_replicas_outcome_comes_back_from_the_marker() {
+        let m = HopMarker::new(KeyRing::generate(), Clock::manual(1_000_000));
+        let me = BackendId::from_u64(1);
+        let p = parts("/cart");
+        let mut all = vec![Outcome::Pinned, Outcome::New];
+        for r in Reason::ALL {
+            all.extend([
+                Outcome::Repinned(r),
+                Outcome::Temporary(r),
+                Outcome::Rejected(r),
+            ]);
+        }
+        for o in all {
+            let v = m.seal(me, o, &p);
+            assert_eq!(m.check(v.as_bytes(), me, &p), Ok(o));
+        }
+        // Each byte names one outcome or none, and each outcome one byte.
+        for b in 0..=255u8 {
+            if let Some(o) = outcome_of(b) {
+                assert_eq!(outcome_code(o), b, "{o}");
+            }
+        }
+        assert_eq!(outcome_of(0), None);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use http::request::Parts;
 use http::{Request, Response, StatusCode};
 use tower::ServiceExt;
 use tower_service::Service;
-use tower_sticky::{Engine, Routed};
+use tower_sticky::{Decision, Engine, Routed};
 
 use super::hop::HOP_HEADER;
 use super::Shared;
@@ -146,20 +146,26 @@ where
             (Some(v), None) => shared.hop.check(v.as_bytes(), shared.me_id, &parts),
             _ => Err(super::hop::HopRefused::Invalid),
         };
-        if let Err(why) = checked {
-            tracing::warn!(replica = %shared.me, ?why, "hop marker refused");
-            return ResponseFuture::ready(plain(StatusCode::FORBIDDEN, "hop marker refused\n"));
-        }
-        parts.headers.remove(&HOP_HEADER);
-        // Decided for the extensions and to remove our cookie; never
-        // forwarded again, never tagged (the forwarding replica tags).
-        let routed = {
-            let table = shared.table.load();
-            shared.engine.decide(&table, &parts, |_| true)
+        let outcome = match checked {
+            Ok(outcome) => outcome,
+            Err(why) => {
+                tracing::warn!(replica = %shared.me, ?why, "hop marker refused");
+                return ResponseFuture::ready(plain(StatusCode::FORBIDDEN, "hop marker refused\n"));
+            }
         };
-        routed.prepare_request(&shared.engine, &mut parts.headers);
-        let affinity = Affinity::new(*routed.decision(), Some(shared.me.clone()));
-        parts.extensions.insert(affinity);
+        parts.headers.remove(&HOP_HEADER);
+        // A peer removed our token before sending; one that arrives anyway
+        // (a peer configured otherwise) is removed here, so that handlers
+        // never see it. Without one, a lookup.
+        shared.engine.remove_token(&mut parts.headers);
+        // The forwarding replica decided (and counted) the request, removed
+        // our token and tags the response; its outcome, authenticated by
+        // the marker, is the handlers' `Affinity`. Never forwarded again.
+        // This replica is slot 0 of its table.
+        let decision = Decision::relayed(0, shared.me_id, outcome);
+        parts
+            .extensions
+            .insert(Affinity::new(decision, Some(shared.me.clone())));
         let inner = self.take_inner();
         ResponseFuture::exchange(async move {
             let res = match inner.oneshot(Request::from_parts(parts, body)).await {
@@ -221,16 +227,17 @@ where
         mut name,
     } = x;
     let engine = &shared.engine;
-    // Our cookie stays: the owner decides from it too (and removes it).
+    // Our token is removed here: the owner takes this replica's decision
+    // from the marker and never reads it.
+    routed.prepare_request(engine, &mut parts.headers);
     let client_upgrade = match relay::prepare(&mut parts, Hop::Peer) {
         Ok(u) => u,
         Err(e) => return relay::not_fit(routed, e.status()),
     };
     loop {
         let to = routed.backend().expect("a routed request has a backend");
-        parts
-            .headers
-            .insert(HOP_HEADER, shared.hop.seal(to, &parts));
+        let marker = shared.hop.seal(to, routed.outcome(), &parts);
+        parts.headers.insert(HOP_HEADER, marker);
         let sent = match client.pool().acquire().await {
             Ok(conn) => client.send_on(conn, &parts, Pin::new(&mut body)).await,
             Err(e) => Err(sticky_proxy::Error::Connect(e)),
@@ -261,9 +268,8 @@ where
         match link.client {
             Some(c) => client = c,
             None => {
-                // The session now lives here.
+                // The session now lives here (its head prepared already).
                 parts.headers.remove(&HOP_HEADER);
-                routed.prepare_request(engine, &mut parts.headers);
                 if let Some(up) = client_upgrade {
                     parts.extensions.insert(up);
                 }

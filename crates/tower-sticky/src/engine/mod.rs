@@ -112,6 +112,25 @@ impl Engine {
         matches!(self.inner.config.source.0, Source::ClientAddr(_))
     }
 
+    /// Removes our token (cookie or header) from a request's headers,
+    /// unless configured to keep it ([`StickyConfig::strip_token`]). What
+    /// [`Routed::prepare_request`] does for a decided request; for a front
+    /// that takes a request's decision from elsewhere (axum-sticky's peer
+    /// mode, from the forwarding replica's marker) and still owes the
+    /// backend a request without our token.
+    pub fn remove_token(&self, headers: &mut http::HeaderMap) {
+        if !self.inner.config.strip_token {
+            return;
+        }
+        match &self.inner.config.source.0 {
+            Source::Cookie(c) => crate::cookie::strip_cookie(headers, c.name()),
+            Source::Header(h) => {
+                headers.remove(h);
+            }
+            _ => {}
+        }
+    }
+
     /// The token codec, for sources that carry tokens.
     pub fn codec(&self) -> Option<&TokenCodec> {
         self.inner.codec.as_ref()

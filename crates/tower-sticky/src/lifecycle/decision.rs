@@ -30,6 +30,25 @@ impl Decision {
         reject_error: false,
     };
 
+    /// The decision another replica made for a request it forwarded here
+    /// (axum-sticky's peer mode): served by `backend`, this replica, at
+    /// table slot `target`, with the outcome the forwarding replica
+    /// decided and counted. It issues no token and strips nothing: the
+    /// forwarding replica removed our token before sending and tags the
+    /// response itself, so [`issued_token`](Decision::issued_token) is
+    /// `None` here even when the client gets a new one. Taking it from an
+    /// authenticated marker instead of deciding again from the token saves
+    /// the owner a second decision and counts the request once, where it
+    /// was decided.
+    pub fn relayed(target: usize, backend: BackendId, outcome: Outcome) -> Self {
+        Decision {
+            target: Some(target),
+            backend: Some(backend),
+            outcome,
+            ..Decision::EMPTY
+        }
+    }
+
     /// The table slot to send the request to; `None` when rejected. Valid
     /// only for the table the decision was made on (slots move when
     /// backends are removed), so adapters look the backend up at once.

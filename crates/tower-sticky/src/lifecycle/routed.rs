@@ -6,7 +6,7 @@ use http::header::{CACHE_CONTROL, SET_COOKIE};
 use http::{HeaderMap, HeaderValue};
 
 use super::{Decision, HeaderEdit, HeaderEdits};
-use crate::cookie::{private_cache_control, strip_cookie, strip_cookie_edits};
+use crate::cookie::{private_cache_control, strip_cookie_edits};
 use crate::engine::{Engine, Excluding, Readiness};
 use crate::source::Source;
 use crate::table::{BackendTable, InFlight};
@@ -228,15 +228,8 @@ impl Routed {
     /// configured to keep it. Once per request: after a reroute the head is
     /// already prepared.
     pub fn prepare_request(&self, engine: &Engine, headers: &mut HeaderMap) {
-        if !self.decision.strip {
-            return;
-        }
-        match &engine.config().source.0 {
-            Source::Cookie(c) => strip_cookie(headers, c.name()),
-            Source::Header(h) => {
-                headers.remove(h);
-            }
-            _ => {}
+        if self.decision.strip {
+            engine.remove_token(headers);
         }
     }
 
