@@ -90,11 +90,13 @@
 //! # }
 //! ```
 
+mod future;
 mod hop;
 mod layer;
 mod peers;
 mod service;
 
+pub use future::PeerFuture;
 pub use hop::HOP_HEADER;
 pub use layer::PeerLayer;
 pub use peers::Peers;

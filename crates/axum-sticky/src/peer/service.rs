@@ -13,6 +13,7 @@ use tower::ServiceExt;
 use tower_service::Service;
 use tower_sticky::{Decision, Engine, Routed};
 
+use super::future::{Local, PeerFuture};
 use super::hop::HOP_HEADER;
 use super::Shared;
 use crate::answer::plain;
@@ -20,8 +21,9 @@ use crate::forwarded::Hop;
 use crate::relay::{self, Origin};
 use crate::{Affinity, ResponseFuture};
 
-/// An app in peer mode: made by [`PeerLayer`](crate::PeerLayer). `Clone`,
-/// always ready, `Infallible`, as axum wants.
+/// An app in peer mode: made by [`PeerLayer`](crate::PeerLayer). `Clone`
+/// and `Infallible`, as axum wants; ready when the app is (an axum
+/// `Router` always is).
 pub struct Peer<S> {
     inner: S,
     shared: Arc<Shared>,
@@ -79,15 +81,16 @@ where
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = ResponseFuture;
+    type Future = PeerFuture<S::Future>;
 
-    /// Always ready: the app is called with `oneshot` on a clone, as
-    /// axum's own routes are.
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
+    /// Ready when the app is: a request served here goes to this ready
+    /// app, a clone taking its place (as tower's services do), and its
+    /// future is held unboxed.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<Body>) -> ResponseFuture {
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
         let (mut parts, body) = req.into_parts();
         if parts.headers.contains_key(&HOP_HEADER) {
             return self.hop_received(parts, body);
@@ -99,14 +102,19 @@ where
         });
         let (routed, (client, name)) = match decided {
             Ok(d) => d,
-            Err(answer) => return ResponseFuture::ready(answer),
+            Err(answer) => return PeerFuture::other(ResponseFuture::ready(answer)),
         };
         match client {
             None => {
                 routed.prepare_request(engine, &mut parts.headers);
-                let shared = shared.clone();
-                let inner = self.take_inner();
-                ResponseFuture::exchange(serve_here(inner, shared, routed, parts, body))
+                let affinity = Affinity::new(*routed.decision(), Some(shared.me.clone()));
+                parts.extensions.insert(affinity);
+                let local = Local {
+                    shared: shared.clone(),
+                    routed,
+                };
+                let future = self.take_inner().call(Request::from_parts(parts, body));
+                PeerFuture::app(future, Some(local))
             }
             Some(client) => {
                 let x = Forward {
@@ -115,14 +123,19 @@ where
                     client,
                     name,
                 };
-                ResponseFuture::exchange(forward(self.inner.clone(), x, parts, body))
+                PeerFuture::other(ResponseFuture::exchange(forward(
+                    self.inner.clone(),
+                    x,
+                    parts,
+                    body,
+                )))
             }
         }
     }
 }
 
 impl<S: Clone> Peer<S> {
-    /// The ready service, leaving a clone in its place (axum's pattern:
+    /// The ready service, leaving a clone in its place (tower's pattern:
     /// the clone is not necessarily ready).
     fn take_inner(&mut self) -> S {
         let clone = self.inner.clone();
@@ -139,7 +152,7 @@ where
 {
     /// A request another replica forwarded: served here whatever its token
     /// says (at most one hop), if its marker is good.
-    fn hop_received(&mut self, mut parts: Parts, body: Body) -> ResponseFuture {
+    fn hop_received(&mut self, mut parts: Parts, body: Body) -> PeerFuture<S::Future> {
         let shared = &self.shared;
         let mut markers = parts.headers.get_all(&HOP_HEADER).iter();
         let checked = match (markers.next(), markers.next()) {
@@ -150,7 +163,8 @@ where
             Ok(outcome) => outcome,
             Err(why) => {
                 tracing::warn!(replica = %shared.me, ?why, "hop marker refused");
-                return ResponseFuture::ready(plain(StatusCode::FORBIDDEN, "hop marker refused\n"));
+                let refused = plain(StatusCode::FORBIDDEN, "hop marker refused\n");
+                return PeerFuture::other(ResponseFuture::ready(refused));
             }
         };
         parts.headers.remove(&HOP_HEADER);
@@ -166,14 +180,8 @@ where
         parts
             .extensions
             .insert(Affinity::new(decision, Some(shared.me.clone())));
-        let inner = self.take_inner();
-        ResponseFuture::exchange(async move {
-            let res = match inner.oneshot(Request::from_parts(parts, body)).await {
-                Ok(r) => r,
-                Err(never) => match never {},
-            };
-            res.map(|b| Body::new(b))
-        })
+        let future = self.take_inner().call(Request::from_parts(parts, body));
+        PeerFuture::app(future, None)
     }
 }
 
