@@ -45,7 +45,10 @@
 //!
 //! The handlers never see the difference: our cookie and the marker are
 //! removed before they run, and [`Affinity`](crate::Affinity) is in the
-//! request extensions. The replica the client reached appends the
+//! request extensions. On a forwarded request it is the forwarding
+//! replica's decision (its outcome, under the marker's tag): the request is
+//! decided and counted once, where it arrived, and the owner neither opens
+//! the token again nor sees it (the forwarding replica removes it). The replica the client reached appends the
 //! client's address to `X-Forwarded-For` on the forwarded request (from
 //! axum's `ConnectInfo<SocketAddr>`: serve the app with
 //! `into_make_service_with_connect_info::<SocketAddr>()`) and adds no
