@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use bytes::Bytes;
+use http::header::{CONNECTION, HOST, UPGRADE};
 use http::request::Parts;
 use http::{Response, StatusCode};
 use hyper::upgrade::OnUpgrade;
@@ -44,15 +45,47 @@ pub(crate) fn decide<K, T, R>(
 /// upgrade taken out of its extensions (tunnelled if the answer is `101`),
 /// hop-by-hop fields stripped, forwarding fields set. An error says the
 /// request is not fit to forward: see [`not_fit`].
+///
+/// One walk over the fields finds the hop-by-hop ones, whether `Upgrade`
+/// is there and the `Host` the edge copies to `X-Forwarded-Host`: each
+/// lookup by name instead hashes the name and probes the map, some 150
+/// instructions, and a request without `Upgrade` (nearly all) needs none
+/// to know it is no upgrade.
 pub(crate) fn prepare(parts: &mut Parts, hop: Hop) -> Result<Option<OnUpgrade>, RequestError> {
-    let upgrade = is_upgrade(parts);
-    HopByHop::of(&parts.headers).strip_request(&mut parts.headers, upgrade)?;
-    forwarded::set(parts, hop);
+    let mut fields = HopByHop::default();
+    let mut upgrade_field = false;
+    // `Connection` may name any field, `Host` too, to be stripped: the
+    // walk's `Host` stands when every `Connection` names none (none at
+    // all, or the usual lone `keep-alive` or `close`).
+    let mut names_fields = false;
+    let mut host = None;
+    for (name, value) in &parts.headers {
+        fields.see(name);
+        if *name == UPGRADE {
+            upgrade_field = true;
+        } else if *name == CONNECTION {
+            names_fields |= !names_no_field(value.as_bytes());
+        } else if hop == Hop::Edge && *name == HOST && host.is_none() {
+            host = Some(value.clone());
+        }
+    }
+    // An upgrade needs both `Upgrade` and `Connection`: only then is it
+    // worth looking into `Connection`'s tokens.
+    let upgrade = upgrade_field && fields.has_connection() && is_upgrade(parts);
+    fields.strip_request(&mut parts.headers, upgrade)?;
+    let host = (!names_fields).then_some(host);
+    forwarded::set(parts, hop, host);
     Ok(if upgrade {
         parts.extensions.remove::<OnUpgrade>()
     } else {
         None
     })
+}
+
+/// Whether a `Connection` value names no field: a lone `keep-alive` or
+/// `close` option, as nginx and most clients send.
+fn names_no_field(v: &[u8]) -> bool {
+    v.eq_ignore_ascii_case(b"keep-alive") || v.eq_ignore_ascii_case(b"close")
 }
 
 /// Where an answer comes from.
