@@ -264,21 +264,40 @@ fn name_of(piece: &[u8]) -> &[u8] {
 
 /// The value of the first cookie called `name`, without allocating.
 ///
-/// A plain loop over every `Cookie` header's pieces (HTTP/2 sends one header
-/// per cookie): a piece's value is trimmed only when its name is ours, where
-/// an iterator chain trimmed every cookie's value on the way.
+/// A piece is `name`'s when, past leading spaces and tabs, it starts with
+/// `name` and then, past spaces and tabs, `=`: each piece is looked at
+/// where it starts, and the next one found with `memchr`, with no
+/// trimming or name search for the cookies that are not ours. A name that
+/// could never be a trimmed cookie name (with a `=` or `;`, or spaces or
+/// tabs at its ends) is never found.
 pub fn find_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
     let name = name.as_bytes();
-    for v in headers.get_all(COOKIE) {
-        for piece in pieces(v.as_bytes()) {
-            let pair = trim(piece);
-            let Some(eq) = name_end(pair) else { continue };
-            if name_of(&pair[..eq]) == name {
-                return Some(trim(&pair[eq + 1..]));
+    if name.iter().any(|&b| b == b'=' || b == b';') || trim(name).len() != name.len() {
+        return None;
+    }
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .find_map(|v| find_in(v.as_bytes(), name))
+}
+
+/// [`find_cookie`] in one `Cookie` header.
+fn find_in<'a>(v: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    let is_blank = |b: &u8| *b == b' ' || *b == b'\t';
+    let mut rest = v;
+    loop {
+        let start = rest.iter().position(|b| !is_blank(b)).unwrap_or(rest.len());
+        let piece = &rest[start..];
+        if let Some(after) = piece.strip_prefix(name) {
+            let eq = after.iter().position(|b| !is_blank(b));
+            if let Some(eq) = eq.filter(|&i| after[i] == b'=') {
+                let value = &after[eq + 1..];
+                let end = memchr::memchr(b';', value).unwrap_or(value.len());
+                return Some(trim(&value[..end]));
             }
         }
+        rest = &piece[memchr::memchr(b';', piece)? + 1..];
     }
-    None
 }
 
 /// What one `Cookie` header holds, from a single scan of its bytes: whether
@@ -556,6 +575,12 @@ mod tests {
         assert_eq!(find_cookie(&h, "b"), Some(&b"2"[..]));
         assert_eq!(find_cookie(&h, "stick"), None);
         assert_eq!(find_cookie(&map(&["xsticky=1"]), "sticky"), None);
+        // Names no trimmed cookie name can be, as the old codec found none.
+        assert_eq!(find_cookie(&map(&["s;x=1"]), "s;x"), None);
+        assert_eq!(find_cookie(&map(&["a=b=1"]), "a=b"), None);
+        assert_eq!(find_cookie(&map(&["sticky =1"]), "sticky "), None);
+        assert_eq!(find_cookie(&map(&[" \t=1"]), ""), Some(&b"1"[..]));
+        assert_eq!(find_cookie(&map(&["s x = 1 "]), "s x"), Some(&b"1"[..]));
     }
 
     #[test]
@@ -703,6 +728,8 @@ mod tests {
                 proptest::strategy::Just(""),
                 proptest::strategy::Just(" sticky"),
                 proptest::strategy::Just("a=b"),
+                proptest::strategy::Just("s;x"),
+                proptest::strategy::Just("s x"),
             ],
             full in proptest::bool::ANY,
         ) {
