@@ -315,6 +315,9 @@ struct Scan {
     run: bool,
     /// The length of the other cookies joined with `"; "`.
     len: usize,
+    /// Where the value of the first of ours with a `=` is, trimmed: what
+    /// [`find_cookie`] finds in this header.
+    value: Option<(usize, usize)>,
 }
 
 /// Scans one `Cookie` header for `name` and the other cookies. A piece is
@@ -327,14 +330,23 @@ fn scan(v: &[u8], name: &[u8]) -> Scan {
         span: (0, 0),
         run: true,
         len: 0,
+        value: None,
     };
     let mut at = 0;
     for piece in pieces(v) {
         let offset = at;
         at += piece.len() + 1;
         let (start, end) = trimmed(piece);
-        if name_of(&piece[start..end]) == name {
+        let pair = &piece[start..end];
+        if name_of(pair) == name {
             s.ours = true;
+            if s.value.is_none() {
+                if let Some(eq) = name_end(pair) {
+                    let (a, b) = trimmed(&pair[eq + 1..]);
+                    let at = offset + start + eq + 1;
+                    s.value = Some((at + a, at + b));
+                }
+            }
             continue;
         }
         if start == end {
@@ -447,6 +459,64 @@ fn strip_lone_header(headers: &mut HeaderMap, name: &[u8]) -> bool {
         }
     }
     true
+}
+
+/// What [`take_cookie`] did.
+pub(crate) enum Take {
+    /// Our cookie was in the request's one `Cookie` header, and every
+    /// cookie called `name` is removed from it: the value [`find_cookie`]
+    /// would have found.
+    Taken(Taken),
+    /// The request has no `Cookie` header, or one with no value of ours:
+    /// [`find_cookie`] finds nothing, and the headers are as they came.
+    Absent,
+    /// Several `Cookie` headers, or a map with no room to spare: nothing
+    /// was done; find, then strip, as usual.
+    Other,
+}
+
+/// Our cookie's value, in the `Cookie` header value it was taken out with.
+pub(crate) struct Taken {
+    old: HeaderValue,
+    value: (usize, usize),
+}
+
+impl Taken {
+    /// The value, as [`find_cookie`] finds it.
+    pub(crate) fn value(&self) -> &[u8] {
+        &self.old.as_bytes()[self.value.0..self.value.1]
+    }
+}
+
+/// [`find_cookie`] then [`strip_cookie`], for the usual request with one
+/// `Cookie` header, in one lookup and one scan of it: our cookie's value
+/// is read from the header value taken out of the map. Removes nothing
+/// when `find_cookie` finds nothing (a token-less request keeps its
+/// headers as they came).
+pub(crate) fn take_cookie(headers: &mut HeaderMap, name: &str) -> Take {
+    let name = name.as_bytes();
+    // `entry` makes room for an insert: a full map is left to the general
+    // case, which never grows it (see `strip_lone_header`).
+    if headers.keys_len() >= headers.capacity() {
+        return Take::Other;
+    }
+    let http::header::Entry::Occupied(mut e) = headers.entry(COOKIE) else {
+        return Take::Absent;
+    };
+    let mut values = e.iter();
+    let (Some(v), None) = (values.next(), values.next()) else {
+        return Take::Other;
+    };
+    let v = v.as_bytes();
+    let s = scan(v, name);
+    let Some(value) = s.value else {
+        return Take::Absent;
+    };
+    let old = match kept(v, name, &s) {
+        Some(kept) => e.insert(kept),
+        None => e.remove(),
+    };
+    Take::Taken(Taken { old, value })
 }
 
 /// A `Cookie` value's other cookies (as [`scan`] found them), trimmed and

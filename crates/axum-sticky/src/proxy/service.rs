@@ -114,17 +114,17 @@ where
         let (mut parts, body) = req.into_parts();
         let shared = &self.shared;
         let engine = &shared.engine;
-        // Decided once, from the request as the client sent it; a reroute
-        // decides again from the kept token. The table guard is dropped
-        // before any await.
-        let decided = relay::decide(engine, &shared.backends.load(), &parts, |m| {
+        // Decided once, from the request as the client sent it, and our
+        // token removed in the same scan of its cookies; a reroute decides
+        // again from the kept token. The table guard is dropped before any
+        // await.
+        let decided = relay::decide_prepared(engine, &shared.backends.load(), &mut parts, |m| {
             (m.service().clone(), m.name().clone())
         });
         let (routed, (service, name)) = match decided {
             Ok(d) => d,
             Err(answer) => return ResponseFuture::ready(answer),
         };
-        routed.prepare_request(engine, &mut parts.headers);
         let client_upgrade = match relay::prepare(&mut parts, Hop::Edge) {
             Ok(u) => u,
             Err(e) => return ResponseFuture::ready(relay::not_fit(routed, e.status())),
