@@ -338,7 +338,13 @@ fn scan(v: &[u8], name: &[u8]) -> Scan {
         at += piece.len() + 1;
         let (start, end) = trimmed(piece);
         let pair = &piece[start..end];
-        if name_of(pair) == name {
+        // Most cookies are told from ours by their first byte, before their
+        // name is looked for.
+        let maybe_ours = match name.first() {
+            Some(c) => pair.first() == Some(c),
+            None => true,
+        };
+        if maybe_ours && name_of(pair) == name {
             s.ours = true;
             if s.value.is_none() {
                 if let Some(eq) = name_end(pair) {
