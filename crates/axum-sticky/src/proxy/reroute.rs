@@ -27,6 +27,8 @@ pub(super) fn as_proxy_client<S: 'static>(service: &S) -> Option<&Backend> {
 ///
 /// An `async` block over the arguments rather than an `async fn`, whose
 /// future would hold them twice (as given, and moved into locals).
+// Not an `async fn`: see above.
+#[allow(clippy::manual_async_fn)]
 pub(super) fn send<S: Clone + 'static>(
     shared: Arc<Shared<S>>,
     mut x: Exchange,
