@@ -254,12 +254,17 @@ fn trim(s: &[u8]) -> &[u8] {
 /// trimmed. The piece's start is trimmed already, so only the name's end is.
 #[inline]
 fn name_of(piece: &[u8]) -> &[u8] {
-    let name = &piece[..name_end(piece).unwrap_or(piece.len())];
-    let end = name
+    trim_end(&piece[..name_end(piece).unwrap_or(piece.len())])
+}
+
+/// `s` without the spaces and tabs at its end.
+#[inline]
+fn trim_end(s: &[u8]) -> &[u8] {
+    let end = s
         .iter()
         .rposition(|&b| b != b' ' && b != b'\t')
         .map_or(0, |e| e + 1);
-    &name[..end]
+    &s[..end]
 }
 
 /// The value of the first cookie called `name`, without allocating.
@@ -344,14 +349,13 @@ fn scan(v: &[u8], name: &[u8]) -> Scan {
             Some(c) => pair.first() == Some(c),
             None => true,
         };
-        if maybe_ours && name_of(pair) == name {
+        let eq = if maybe_ours { name_end(pair) } else { None };
+        if maybe_ours && trim_end(&pair[..eq.unwrap_or(pair.len())]) == name {
             s.ours = true;
-            if s.value.is_none() {
-                if let Some(eq) = name_end(pair) {
-                    let (a, b) = trimmed(&pair[eq + 1..]);
-                    let at = offset + start + eq + 1;
-                    s.value = Some((at + a, at + b));
-                }
+            if let (None, Some(eq)) = (s.value, eq) {
+                let (a, b) = trimmed(&pair[eq + 1..]);
+                let at = offset + start + eq + 1;
+                s.value = Some((at + a, at + b));
             }
             continue;
         }
