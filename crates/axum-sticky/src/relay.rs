@@ -234,3 +234,52 @@ pub(crate) fn reroute<K, T, R>(
     routed.begin(engine, table);
     Ok(picked)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(headers: &[(&str, &str)]) -> Parts {
+        let mut b = http::Request::get("/x");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn the_edge_copies_the_host_the_request_still_has() {
+        let mut p = head(&[("host", "app.test"), ("connection", "Keep-Alive")]);
+        assert!(prepare(&mut p, Hop::Edge).unwrap().is_none());
+        assert_eq!(p.headers["x-forwarded-host"], "app.test");
+        assert!(p.headers.get("connection").is_none());
+
+        // `Connection` may name `Host`, which is then stripped: none copied.
+        let mut p = head(&[("host", "app.test"), ("connection", "host")]);
+        prepare(&mut p, Hop::Edge).unwrap();
+        assert!(p.headers.get("host").is_none());
+        assert!(p.headers.get("x-forwarded-host").is_none());
+
+        let mut p = head(&[("host", "app.test")]);
+        prepare(&mut p, Hop::Peer).unwrap();
+        assert!(
+            p.headers.get("x-forwarded-host").is_none(),
+            "a peer adds no host"
+        );
+    }
+
+    #[test]
+    fn an_upgrade_needs_both_fields() {
+        let mut p = head(&[("upgrade", "websocket"), ("connection", "upgrade")]);
+        prepare(&mut p, Hop::Edge).unwrap();
+        assert_eq!(p.headers["upgrade"], "websocket");
+        assert_eq!(p.headers["connection"], "upgrade");
+
+        let mut p = head(&[("upgrade", "websocket")]);
+        prepare(&mut p, Hop::Edge).unwrap();
+        assert!(
+            p.headers.get("upgrade").is_none(),
+            "no Connection: stripped"
+        );
+    }
+}
