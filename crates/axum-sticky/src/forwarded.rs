@@ -51,7 +51,11 @@ pub(crate) fn client_ip(parts: &Parts) -> Option<IpAddr> {
 /// or a peer. The owner of a forwarded request adds nothing: its
 /// connection comes from the forwarding replica, whose address is not the
 /// client's.
-pub(crate) fn set(parts: &mut Parts, hop: Hop) {
+///
+/// `host` is the request's `Host` when the caller found it on a walk of
+/// its own (`Some(None)`: there is none), which saves looking it up again;
+/// `None` looks it up.
+pub(crate) fn set(parts: &mut Parts, hop: Hop, host: Option<Option<HeaderValue>>) {
     if hop == Hop::Edge {
         // Up to three fields more: one growth of the map at most.
         parts.headers.reserve(3);
@@ -62,7 +66,8 @@ pub(crate) fn set(parts: &mut Parts, hop: Hop) {
     if hop == Hop::Edge {
         let h = &mut parts.headers;
         h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-        if let Some(host) = h.get(header::HOST).cloned() {
+        let host = host.unwrap_or_else(|| h.get(header::HOST).cloned());
+        if let Some(host) = host {
             h.insert(&X_FORWARDED_HOST, host);
         }
     }
@@ -149,7 +154,7 @@ mod tests {
             ],
             Some("[2001:db8::7]:5000"),
         );
-        set(&mut p, Hop::Edge);
+        set(&mut p, Hop::Edge, None);
         assert_eq!(
             p.headers["x-forwarded-for"],
             "198.51.100.1, 198.51.100.2, 2001:db8::7"
@@ -161,18 +166,32 @@ mod tests {
     }
 
     #[test]
+    fn a_host_found_by_the_caller_is_the_one_copied() {
+        let mut p = parts(&[("host", "app.test")], None);
+        set(
+            &mut p,
+            Hop::Edge,
+            Some(Some(HeaderValue::from_static("found.test"))),
+        );
+        assert_eq!(p.headers["x-forwarded-host"], "found.test");
+        let mut p = parts(&[("host", "app.test")], None);
+        set(&mut p, Hop::Edge, Some(None));
+        assert!(p.headers.get("x-forwarded-host").is_none(), "none found");
+    }
+
+    #[test]
     fn a_peer_adds_the_client_only() {
         let mut p = parts(
             &[("host", "app.test"), ("x-forwarded-proto", "https")],
             Some("203.0.113.5:4000"),
         );
-        set(&mut p, Hop::Peer);
+        set(&mut p, Hop::Peer, None);
         assert_eq!(p.headers["x-forwarded-for"], "203.0.113.5");
         assert_eq!(p.headers["x-forwarded-proto"], "https", "the balancer's");
         assert!(p.headers.get("x-forwarded-host").is_none());
 
         let mut p = parts(&[("host", "app.test")], None);
-        set(&mut p, Hop::Peer);
+        set(&mut p, Hop::Peer, None);
         assert!(p.headers.get("x-forwarded-for").is_none());
         assert!(p.headers.get("x-forwarded-proto").is_none());
     }

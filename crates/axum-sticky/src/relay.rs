@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use bytes::Bytes;
+use http::header::{CONNECTION, HOST, UPGRADE};
 use http::request::Parts;
 use http::{Response, StatusCode};
 use hyper::upgrade::OnUpgrade;
@@ -31,7 +32,32 @@ pub(crate) fn decide<K, T, R>(
     parts: &Parts,
     pick: impl FnOnce(&T) -> R,
 ) -> Result<(Routed, R), Response<Body>> {
-    let mut routed = engine.decide(table, parts, |_| true);
+    picked(engine, table, engine.decide(table, parts, |_| true), pick)
+}
+
+/// [`decide`], with the request's head then prepared for the backend as
+/// [`Routed::prepare_request`] does (our token removed), in one scan of
+/// its `Cookie` header: see [`Engine::decide_prepared`].
+#[allow(clippy::result_large_err)]
+pub(crate) fn decide_prepared<K, T, R>(
+    engine: &Engine,
+    table: &BackendTable<K, T>,
+    parts: &mut Parts,
+    pick: impl FnOnce(&T) -> R,
+) -> Result<(Routed, R), Response<Body>> {
+    let routed = engine.decide_prepared(table, parts, |_| true);
+    picked(engine, table, routed, pick)
+}
+
+/// A decided request counted in flight on its member, of which `pick`
+/// takes what the exchange needs; a rejection is the 503 answer.
+#[allow(clippy::result_large_err)]
+fn picked<K, T, R>(
+    engine: &Engine,
+    table: &BackendTable<K, T>,
+    mut routed: Routed,
+    pick: impl FnOnce(&T) -> R,
+) -> Result<(Routed, R), Response<Body>> {
     let Some(member) = routed.target().and_then(|i| table.get(i)) else {
         return Err(rejected(&routed));
     };
@@ -44,15 +70,47 @@ pub(crate) fn decide<K, T, R>(
 /// upgrade taken out of its extensions (tunnelled if the answer is `101`),
 /// hop-by-hop fields stripped, forwarding fields set. An error says the
 /// request is not fit to forward: see [`not_fit`].
+///
+/// One walk over the fields finds the hop-by-hop ones, whether `Upgrade`
+/// is there and the `Host` the edge copies to `X-Forwarded-Host`: each
+/// lookup by name instead hashes the name and probes the map, some 150
+/// instructions, and a request without `Upgrade` (nearly all) needs none
+/// to know it is no upgrade.
 pub(crate) fn prepare(parts: &mut Parts, hop: Hop) -> Result<Option<OnUpgrade>, RequestError> {
-    let upgrade = is_upgrade(parts);
-    HopByHop::of(&parts.headers).strip_request(&mut parts.headers, upgrade)?;
-    forwarded::set(parts, hop);
+    let mut fields = HopByHop::default();
+    let mut upgrade_field = false;
+    // `Connection` may name any field, `Host` too, to be stripped: the
+    // walk's `Host` stands when every `Connection` names none (none at
+    // all, or the usual lone `keep-alive` or `close`).
+    let mut names_fields = false;
+    let mut host = None;
+    for (name, value) in &parts.headers {
+        fields.see(name);
+        if *name == UPGRADE {
+            upgrade_field = true;
+        } else if *name == CONNECTION {
+            names_fields |= !names_no_field(value.as_bytes());
+        } else if hop == Hop::Edge && *name == HOST && host.is_none() {
+            host = Some(value.clone());
+        }
+    }
+    // An upgrade needs both `Upgrade` and `Connection`: only then is it
+    // worth looking into `Connection`'s tokens.
+    let upgrade = upgrade_field && fields.has_connection() && is_upgrade(parts);
+    fields.strip_request(&mut parts.headers, upgrade)?;
+    let host = (!names_fields).then_some(host);
+    forwarded::set(parts, hop, host);
     Ok(if upgrade {
         parts.extensions.remove::<OnUpgrade>()
     } else {
         None
     })
+}
+
+/// Whether a `Connection` value names no field: a lone `keep-alive` or
+/// `close` option, as nginx and most clients send.
+fn names_no_field(v: &[u8]) -> bool {
+    v.eq_ignore_ascii_case(b"keep-alive") || v.eq_ignore_ascii_case(b"close")
 }
 
 /// Where an answer comes from.
@@ -175,4 +233,53 @@ pub(crate) fn reroute<K, T, R>(
     let picked = pick(member.value());
     routed.begin(engine, table);
     Ok(picked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(headers: &[(&str, &str)]) -> Parts {
+        let mut b = http::Request::get("/x");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn the_edge_copies_the_host_the_request_still_has() {
+        let mut p = head(&[("host", "app.test"), ("connection", "Keep-Alive")]);
+        assert!(prepare(&mut p, Hop::Edge).unwrap().is_none());
+        assert_eq!(p.headers["x-forwarded-host"], "app.test");
+        assert!(p.headers.get("connection").is_none());
+
+        // `Connection` may name `Host`, which is then stripped: none copied.
+        let mut p = head(&[("host", "app.test"), ("connection", "host")]);
+        prepare(&mut p, Hop::Edge).unwrap();
+        assert!(p.headers.get("host").is_none());
+        assert!(p.headers.get("x-forwarded-host").is_none());
+
+        let mut p = head(&[("host", "app.test")]);
+        prepare(&mut p, Hop::Peer).unwrap();
+        assert!(
+            p.headers.get("x-forwarded-host").is_none(),
+            "a peer adds no host"
+        );
+    }
+
+    #[test]
+    fn an_upgrade_needs_both_fields() {
+        let mut p = head(&[("upgrade", "websocket"), ("connection", "upgrade")]);
+        prepare(&mut p, Hop::Edge).unwrap();
+        assert_eq!(p.headers["upgrade"], "websocket");
+        assert_eq!(p.headers["connection"], "upgrade");
+
+        let mut p = head(&[("upgrade", "websocket")]);
+        prepare(&mut p, Hop::Edge).unwrap();
+        assert!(
+            p.headers.get("upgrade").is_none(),
+            "no Connection: stripped"
+        );
+    }
 }

@@ -4,6 +4,7 @@
 //! says, in the same exchange, as sticky-gateway does.
 
 use std::any::Any;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -23,45 +24,49 @@ pub(super) fn as_proxy_client<S: 'static>(service: &S) -> Option<&Backend> {
 
 /// Sends the request, deciding again after each unreachable backend: a
 /// connection taken from the pool first, then the request sent on it.
-pub(super) async fn send<S: Clone + 'static>(
+///
+/// An `async` block over the arguments rather than an `async fn`, whose
+/// future would hold them twice (as given, and moved into locals).
+// Not an `async fn`: see above.
+#[allow(clippy::manual_async_fn)]
+pub(super) fn send<S: Clone + 'static>(
     shared: Arc<Shared<S>>,
-    x: Exchange,
+    mut x: Exchange,
     mut client: Backend,
     mut body: Body,
-) -> Response<Body> {
-    let Exchange {
-        mut routed,
-        mut name,
-        parts,
-        client_upgrade,
-    } = x;
-    let engine = &shared.engine;
-    loop {
-        let sent = match client.pool().acquire().await {
-            Ok(conn) => client.send_on(conn, &parts, Pin::new(&mut body)).await,
-            Err(e) => Err(sticky_proxy::Error::Connect(e)),
-        };
-        let e = match sent {
-            Ok(res) => {
-                return relay::respond(engine, routed, res, name, Origin::Remote(client_upgrade))
-            }
-            Err(sticky_proxy::Error::Connect(e)) => e,
-            Err(e) => return relay::failed(engine, &shared.backends.load(), routed, name, &e),
-        };
-        // Nothing was sent: the request is decided again.
-        client.pool().clear();
-        let table = shared.backends.load();
-        let next = relay::reroute(engine, &table, &mut routed, &name, &e, NONE_LEFT, |m| {
-            (as_proxy_client(m.service()).cloned(), m.name().clone())
-        });
-        (client, name) = match next {
-            Ok((Some(client), name)) => (client, name),
-            // One client type for the whole set: never another one.
-            Ok((None, name)) => {
-                let affinity = Affinity::new(*routed.decision(), Some(name));
-                return bad_gateway(NONE_LEFT, affinity);
-            }
-            Err(answer) => return answer,
-        };
+) -> impl Future<Output = Response<Body>> {
+    async move {
+        let engine = &shared.engine;
+        loop {
+            let sent = match client.pool().acquire().await {
+                Ok(conn) => client.send_on(conn, &x.parts, Pin::new(&mut body)).await,
+                Err(e) => Err(sticky_proxy::Error::Connect(e)),
+            };
+            let e = match sent {
+                Ok(res) => {
+                    let from = Origin::Remote(x.client_upgrade);
+                    return relay::respond(engine, x.routed, res, x.name, from);
+                }
+                Err(sticky_proxy::Error::Connect(e)) => e,
+                Err(e) => {
+                    return relay::failed(engine, &shared.backends.load(), x.routed, x.name, &e)
+                }
+            };
+            // Nothing was sent: the request is decided again.
+            client.pool().clear();
+            let table = shared.backends.load();
+            let next = relay::reroute(engine, &table, &mut x.routed, &x.name, &e, NONE_LEFT, |m| {
+                (as_proxy_client(m.service()).cloned(), m.name().clone())
+            });
+            (client, x.name) = match next {
+                Ok((Some(client), name)) => (client, name),
+                // One client type for the whole set: never another one.
+                Ok((None, name)) => {
+                    let affinity = Affinity::new(*x.routed.decision(), Some(name));
+                    return bad_gateway(NONE_LEFT, affinity);
+                }
+                Err(answer) => return answer,
+            };
+        }
     }
 }

@@ -53,7 +53,8 @@ impl Engine {
         }
     }
 
-    fn decide_token<K, T, R: Readiness>(
+    /// Decides from a token's raw text (`None`: no token presented).
+    pub(super) fn decide_token<K, T, R: Readiness>(
         &self,
         view: &View<'_, K, T, R>,
         raw: Option<&[u8]>,

@@ -27,7 +27,8 @@ use std::sync::Arc;
 
 use http::request::Parts;
 
-use crate::lifecycle::{Decision, Routed};
+use crate::cookie::{take_cookie, Take};
+use crate::lifecycle::{self, Decision, Routed};
 use crate::source::Source;
 use crate::table::BackendTable;
 use crate::token::{InvalidToken, TokenCodec};
@@ -150,8 +151,54 @@ impl Engine {
         parts: &Parts,
         ready: impl Readiness,
     ) -> Routed {
+        self.decide_with(table, ready, |view| self.decide_parts(view, parts))
+    }
+
+    /// [`Engine::decide`], then [`Routed::prepare_request`] on `parts`: the
+    /// request decided and its head ready for the backend (our token
+    /// removed, unless configured to keep it), with the same result.
+    ///
+    /// A cookie token in the request's one `Cookie` header (the usual
+    /// request) is found and removed in a single scan of it, where deciding
+    /// then preparing looks the header up and scans it twice (some 450
+    /// instructions per request).
+    pub fn decide_prepared<K, T>(
+        &self,
+        table: &BackendTable<K, T>,
+        parts: &mut Parts,
+        ready: impl Readiness,
+    ) -> Routed {
+        let cfg = &self.inner.config;
+        if let (Source::Cookie(c), true) = (&cfg.source.0, cfg.strip_token) {
+            match take_cookie(&mut parts.headers, c.name()) {
+                // The token is read from the header value just taken out
+                // of the map, which holds it until the decision is made.
+                Take::Taken(taken) => {
+                    return self.decide_with(table, ready, |view| {
+                        self.decide_token(view, Some(taken.value()))
+                    })
+                }
+                Take::Absent => {
+                    return self.decide_with(table, ready, |view| self.decide_token(view, None))
+                }
+                Take::Other => {}
+            }
+        }
+        let routed = self.decide(table, parts, ready);
+        routed.prepare_request(self, &mut parts.headers);
+        routed
+    }
+
+    /// Decides with `f` over a view of `table`, counts the outcome and
+    /// starts the request's lifecycle.
+    fn decide_with<K, T, R: Readiness>(
+        &self,
+        table: &BackendTable<K, T>,
+        ready: R,
+        f: impl FnOnce(&View<'_, K, T, R>) -> (Decision, lifecycle::Basis),
+    ) -> Routed {
         let view = self.view(table, ready);
-        let (d, basis) = self.decide_parts(&view, parts);
+        let (d, basis) = f(&view);
         self.count(table, &d, basis.session(), view.now_ms);
         Routed::new(
             Decision {

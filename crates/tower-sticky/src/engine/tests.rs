@@ -381,3 +381,75 @@ fn drained_only_after_the_window_passes_with_no_session() {
     t2.get(0).unwrap().status().activate();
     assert!(!router.stats(&t2).backends()[0].is_drained());
 }
+
+/// Cookie headers for [`decide_prepared_is_decide_then_prepare`]: our valid
+/// token, a forged one, our name bare or spaced, the application's cookies,
+/// blank pieces, in one to three headers.
+fn cookie_headers(valid: String) -> impl Strategy<Value = Vec<Vec<u8>>> {
+    let chunk = prop_oneof![
+        Just(format!("sticky={valid}").into_bytes()),
+        Just(format!(" sticky = {valid} ").into_bytes()),
+        Just(b"sticky=forged".to_vec()),
+        Just(b"sticky".to_vec()),
+        Just(b"stickyx=1".to_vec()),
+        Just(b"theme=dark".to_vec()),
+        Just(b"; ".to_vec()),
+        Just(b";".to_vec()),
+        Just(b" ".to_vec()),
+        Just(b"=".to_vec()),
+    ];
+    let header = proptest::collection::vec(chunk, 0..5).prop_map(|c| c.concat());
+    proptest::collection::vec(header, 0..3)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// `decide_prepared` (one scan of a lone `Cookie` header) decides as
+    /// `decide` does and leaves the headers as `prepare_request` does, with
+    /// the token kept or stripped, in maps with room to spare or full.
+    #[test]
+    fn decide_prepared_is_decide_then_prepare(
+        headers in cookie_headers({
+            let router = Engine::new(config());
+            let t = table(&["a", "b", "c"]);
+            let d = router.decide(&t, &head(|_| {}), all_ready);
+            router.codec().unwrap().seal(d.issued_token().unwrap()).as_str().to_owned()
+        }),
+        strip in any::<bool>(),
+        full in any::<bool>(),
+    ) {
+        let router = Engine::new(config().strip_token(strip));
+        let t = table(&["a", "b", "c"]);
+        let mut parts = head(|r| {
+            for v in &headers {
+                if let Ok(v) = HeaderValue::from_bytes(v) {
+                    r.headers_mut().append(COOKIE, v);
+                }
+            }
+            let mut filler = 0;
+            while full && r.headers().keys_len() < r.headers().capacity() {
+                r.headers_mut().insert(
+                    http::HeaderName::from_bytes(format!("x-fill-{filler}").as_bytes()).unwrap(),
+                    HeaderValue::from_static("1"),
+                );
+                filler += 1;
+            }
+        });
+        let mut expected = parts.headers.clone();
+        let d = router.decide(&t, &parts, all_ready);
+        d.prepare_request(&router, &mut expected);
+        let p = router.decide_prepared(&t, &mut parts, all_ready);
+        prop_assert_eq!(&parts.headers, &expected);
+        let (a, b) = (d.decision(), p.decision());
+        prop_assert_eq!(a.outcome(), b.outcome());
+        prop_assert_eq!(a.invalid_token(), b.invalid_token());
+        prop_assert_eq!(a.issued_token().is_some(), b.issued_token().is_some());
+        prop_assert_eq!(a.strip, b.strip);
+        // A new session's backend follows its random id; a pinned one is
+        // the token's, decided the same.
+        if a.outcome() == Outcome::Pinned {
+            prop_assert_eq!(a, b);
+        }
+    }
+}
