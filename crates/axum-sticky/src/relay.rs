@@ -21,23 +21,13 @@ use crate::error::{classify, Failure};
 use crate::forwarded::{self, Hop};
 use crate::{body, tunnel, Affinity};
 
-/// Decides `parts` over `table` and counts the request in flight on the
-/// chosen member, of which `pick` takes what the exchange needs (its
-/// client and name) while the table is held; a rejection is the 503 answer.
+/// Decides `parts` over `table`, removes our token from its head (unless
+/// configured to keep it: [`Routed::prepare_request`]) in the same scan of
+/// its `Cookie` header ([`Engine::decide_prepared`]), and counts the request
+/// in flight on the chosen member, of which `pick` takes what the exchange
+/// needs (its client and name) while the table is held; a rejection is the
+/// 503 answer.
 // The answer is returned once and at once; boxing it would allocate.
-#[allow(clippy::result_large_err)]
-pub(crate) fn decide<K, T, R>(
-    engine: &Engine,
-    table: &BackendTable<K, T>,
-    parts: &Parts,
-    pick: impl FnOnce(&T) -> R,
-) -> Result<(Routed, R), Response<Body>> {
-    picked(engine, table, engine.decide(table, parts, |_| true), pick)
-}
-
-/// [`decide`], with the request's head then prepared for the backend as
-/// [`Routed::prepare_request`] does (our token removed), in one scan of
-/// its `Cookie` header: see [`Engine::decide_prepared`].
 #[allow(clippy::result_large_err)]
 pub(crate) fn decide_prepared<K, T, R>(
     engine: &Engine,
@@ -45,19 +35,7 @@ pub(crate) fn decide_prepared<K, T, R>(
     parts: &mut Parts,
     pick: impl FnOnce(&T) -> R,
 ) -> Result<(Routed, R), Response<Body>> {
-    let routed = engine.decide_prepared(table, parts, |_| true);
-    picked(engine, table, routed, pick)
-}
-
-/// A decided request counted in flight on its member, of which `pick`
-/// takes what the exchange needs; a rejection is the 503 answer.
-#[allow(clippy::result_large_err)]
-fn picked<K, T, R>(
-    engine: &Engine,
-    table: &BackendTable<K, T>,
-    mut routed: Routed,
-    pick: impl FnOnce(&T) -> R,
-) -> Result<(Routed, R), Response<Body>> {
+    let mut routed = engine.decide_prepared(table, parts, |_| true);
     let Some(member) = routed.target().and_then(|i| table.get(i)) else {
         return Err(rejected(&routed));
     };

@@ -97,7 +97,10 @@ where
         }
         let shared = &self.shared;
         let engine = &shared.engine;
-        let decided = relay::decide(engine, &shared.table.load(), &parts, |link| {
+        // Decided, and our token removed, in one scan of the cookies: the
+        // local app never sees it, nor does the owner of a forwarded
+        // request (it takes this replica's decision from the marker).
+        let decided = relay::decide_prepared(engine, &shared.table.load(), &mut parts, |link| {
             (link.client.clone(), link.name.clone())
         });
         let (routed, (client, name)) = match decided {
@@ -106,7 +109,6 @@ where
         };
         match client {
             None => {
-                routed.prepare_request(engine, &mut parts.headers);
                 let affinity = Affinity::new(*routed.decision(), Some(shared.me.clone()));
                 parts.extensions.insert(affinity);
                 let local = Local {
@@ -235,9 +237,6 @@ where
         mut name,
     } = x;
     let engine = &shared.engine;
-    // Our token is removed here: the owner takes this replica's decision
-    // from the marker and never reads it.
-    routed.prepare_request(engine, &mut parts.headers);
     let client_upgrade = match relay::prepare(&mut parts, Hop::Peer) {
         Ok(u) => u,
         Err(e) => return relay::not_fit(routed, e.status()),
