@@ -11,9 +11,10 @@ use sticky_gateway::admin::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tower_sticky::token::InvalidToken;
-use tower_sticky::token::KeyRing;
+use tower_sticky::token::{KeyRing, Token};
 use tower_sticky::{
-    BackendState, BackendStats, BackendTable, Clock, Engine, Outcome, Reason, Stats, StickyConfig,
+    BackendState, BackendStats, BackendTable, Clock, Engine, Outcome, Reason, StableId, Stats,
+    StickyConfig,
 };
 
 /// A gateway stand-in: two routes, three backends, drain/activate flip state.
@@ -714,23 +715,38 @@ async fn drained_answers_200_only_once_the_window_passes_with_no_session() {
     const T0: u64 = 1_700_000_000_000;
     let idle = Duration::from_secs(600);
     let clock = Clock::manual(T0);
+    let keys = KeyRing::generate();
     let engine = Engine::new(
-        StickyConfig::new(KeyRing::generate())
+        StickyConfig::new(keys.clone())
             .idle_timeout(idle)
             .clock(clock.clone()),
     );
     let mut table = BackendTable::new();
     table.insert("a", (), T0).unwrap();
     table.insert("b", (), T0).unwrap();
-    // Twenty sessions, placed evenly: ten on each backend; one request on
-    // `a` stays in flight.
+    // Ten sessions on each backend, each with a request now; one request
+    // on `a` stays in flight. The session ids are fixed, not drawn: the
+    // estimate is a HyperLogLog, and ten random ids share one of its
+    // 4,096 registers about once in a hundred runs (the estimate then
+    // reads 9). These twenty fall in twenty registers, every run.
+    let codec = tower_sticky::token::TokenCodec::new(keys, "sticky");
     let mut slow = None;
-    for _ in 0..20 {
-        let head = Request::new(()).into_parts().0;
-        let mut r = engine.decide(&table, &head, |_: usize| true);
-        if slow.is_none() && r.target() == Some(0) {
-            assert!(r.begin(&engine, &table));
-            slow = Some(r);
+    for (i, backend) in ["a", "b"].iter().enumerate() {
+        for session in 1..=10u64 {
+            let id = backend.to_string().stable_id();
+            let token = Token::new(id, session + 100 * i as u64, (T0 / 1000) as u32);
+            let head = Request::get("/")
+                .header("cookie", format!("sticky={}", codec.seal(&token).as_str()))
+                .body(())
+                .unwrap()
+                .into_parts()
+                .0;
+            let mut r = engine.decide(&table, &head, |_: usize| true);
+            assert_eq!(r.outcome(), Outcome::Pinned);
+            if slow.is_none() && r.target() == Some(0) {
+                assert!(r.begin(&engine, &table));
+                slow = Some(r);
+            }
         }
     }
     assert!(slow.is_some());
