@@ -189,7 +189,7 @@ async fn gateway(
     route.health_check = health;
     // Deterministic turns, so that every backend is tried.
     route.placement = PlacementKind::RoundRobin;
-    let mut config = GatewayConfig::new(free_addr(), vec![route]);
+    let mut config = GatewayConfig::new(any_port(), vec![route]);
     config.access_log = false;
     sticky_gateway::run::start(config, tower_sticky::token::KeyRing::generate(), None)
         .await

@@ -13,7 +13,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{admin, admin_field, eventually, free_addr, get, Backend, Jar};
+use common::{admin, admin_field, any_port, eventually, get, Backend, Jar};
 use http::{Request, Response, StatusCode};
 use kube::client::Body;
 use kube::Client;
@@ -141,9 +141,9 @@ async fn scenario() {
     let d = Backend::start("web-d").await;
 
     // A route with no static backends, fed by Service shop/web.
-    let mut config = GatewayConfig::new(free_addr(), vec![RouteConfig::catch_all(Vec::new())]);
+    let mut config = GatewayConfig::new(any_port(), vec![RouteConfig::catch_all(Vec::new())]);
     config.access_log = false;
-    config.admin = Some(free_addr());
+    config.admin = Some(any_port());
     let route = config.routes[0].name.clone();
     let mut k = KubernetesConfig::new("web", route.clone());
     k.port = KubePort::Name("http".into());

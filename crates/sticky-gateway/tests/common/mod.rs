@@ -425,6 +425,15 @@ pub fn free_addr() -> SocketAddr {
     l.local_addr().unwrap()
 }
 
+/// Port 0 on loopback, for an in-process gateway: it binds the port itself
+/// and reports it (`Running::addr`, `admin_addr`), so no test running
+/// alongside can take it between picking and binding, as it can a
+/// [`free_addr`] (a cold CI run met `AddrInUse` that way).
+#[allow(dead_code)]
+pub fn any_port() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
 /// A scratch directory for this test.
 pub fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("sticky-gw-test-{}-{name}", std::process::id()));
@@ -568,7 +577,7 @@ pub async fn gateway_over(
         })
         .collect();
     let mut config = sticky_gateway::GatewayConfig::new(
-        free_addr(),
+        any_port(),
         vec![sticky_gateway::config::RouteConfig::catch_all(backends)],
     );
     config.access_log = false;
