@@ -449,13 +449,29 @@ pub struct GatewayProcess {
 }
 
 impl GatewayProcess {
-    /// Starts `sticky-gateway ARGS --listen <free port>` and waits for it to accept.
+    /// Starts `sticky-gateway ARGS --listen <free port>` and waits for it to
+    /// accept. A port picked free can be taken by a test running alongside
+    /// before the gateway binds it: a gateway that exits before accepting
+    /// is started again on another port, twice at most.
     pub async fn start(args: &[&str], log: PathBuf) -> Self {
-        let addr = free_addr();
-        Self::start_at(addr, args, log).await
+        for _ in 0..2 {
+            if let Ok(me) = Self::try_start_at(free_addr(), args, log.clone()).await {
+                return me;
+            }
+        }
+        Self::start_at(free_addr(), args, log).await
     }
 
     pub async fn start_at(addr: SocketAddr, args: &[&str], log: PathBuf) -> Self {
+        match Self::try_start_at(addr, args, log).await {
+            Ok(me) => me,
+            Err(logs) => panic!("gateway did not start: {logs}"),
+        }
+    }
+
+    /// Starts the gateway on `addr` and waits for it to accept; its logs
+    /// if it exits first or does not accept within 10 s.
+    async fn try_start_at(addr: SocketAddr, args: &[&str], log: PathBuf) -> Result<Self, String> {
         let err = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_sticky-gateway"))
             .args(args)
@@ -465,17 +481,16 @@ impl GatewayProcess {
             .stderr(err)
             .spawn()
             .unwrap();
-        let me = GatewayProcess { child, addr, log };
+        let mut me = GatewayProcess { child, addr, log };
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(addr).await.is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "gateway did not start: {}",
-                me.logs()
-            );
+            if Instant::now() >= deadline || me.child.try_wait().unwrap().is_some() {
+                // Dropping `me` stops the process if it still runs.
+                return Err(me.logs());
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        me
+        Ok(me)
     }
 
     pub fn pid(&self) -> u32 {
