@@ -449,9 +449,9 @@ pub struct GatewayProcess {
 }
 
 impl GatewayProcess {
-    /// Starts `sticky-gateway ARGS --listen <free port>` and waits for it to
-    /// accept. A port picked free can be taken by a test running alongside
-    /// before the gateway binds it: a gateway that exits before accepting
+    /// Starts `sticky-gateway ARGS --listen <free port>` and waits until it
+    /// listens. A port picked free can be taken by a test running alongside
+    /// before the gateway binds it: a gateway that exits before listening
     /// is started again on another port, twice at most.
     pub async fn start(args: &[&str], log: PathBuf) -> Self {
         for _ in 0..2 {
@@ -469,8 +469,11 @@ impl GatewayProcess {
         }
     }
 
-    /// Starts the gateway on `addr` and waits for it to accept; its logs
-    /// if it exits first or does not accept within 10 s.
+    /// Starts the gateway on `addr` and waits until it says it listens
+    /// (logged once every listener is bound); its logs if it exits first or
+    /// does not listen within 10 s. Not "until `addr` accepts": another
+    /// test's gateway that took the port first would accept too, and this
+    /// test would talk to it.
     async fn try_start_at(addr: SocketAddr, args: &[&str], log: PathBuf) -> Result<Self, String> {
         let err = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_sticky-gateway"))
@@ -483,7 +486,10 @@ impl GatewayProcess {
             .unwrap();
         let mut me = GatewayProcess { child, addr, log };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(addr).await.is_err() {
+        while !me
+            .logs()
+            .contains("\"message\":\"sticky-gateway listening\"")
+        {
             if Instant::now() >= deadline || me.child.try_wait().unwrap().is_some() {
                 // Dropping `me` stops the process if it still runs.
                 return Err(me.logs());
