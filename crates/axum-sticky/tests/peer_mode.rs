@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tower::{Layer, ServiceExt};
 use tower_sticky::token::KeyRing;
-use tower_sticky::{Outcome, StickyConfig};
+use tower_sticky::{FailoverPolicy, Outcome, StickyConfig};
 use tower_test::mock;
 
 mod common;
@@ -216,6 +216,62 @@ async fn a_dead_owner_fails_over_and_the_session_is_repinned() {
 }
 
 #[tokio::test]
+async fn peer_errors_are_503_under_strict_and_502_when_the_owner_fails_to_answer() {
+    let keys = KeyRing::generate();
+    // Strict: the owner cannot be reached, the session may not move.
+    let (app, mut h) = local_app();
+    let config = StickyConfig::new(keys.clone()).failover(FailoverPolicy::Strict);
+    let peer = PeerLayer::new(config, "app-1", [("app-2", closed_port())]).layer(app);
+    // Answered by the layer: the local mock, never answered, would hang.
+    let call = peer.oneshot(get("/cart", Some(&token_for(&keys, "app-2"))));
+    let res = tokio::time::timeout(Duration::from_secs(5), call)
+        .await
+        .expect("answered by the layer")
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(res.headers().get("set-cookie").is_none());
+    let a = res.extensions().get::<Affinity>().unwrap();
+    assert!(
+        matches!(a.outcome(), Outcome::Rejected(_)),
+        "{}",
+        a.outcome()
+    );
+    let called = tokio::time::timeout(Duration::from_millis(100), h.next_request()).await;
+    // (`None` once the layer, and the mock in it, is dropped.)
+    assert!(
+        !matches!(called, Ok(Some(_))),
+        "the local app is not called"
+    );
+
+    // The owner takes the request and closes without answering: it may
+    // have been served, so it is not sent again anywhere.
+    let owner = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = owner.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let (mut s, _) = owner.accept().await.unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf).await;
+    });
+    let (app, mut h) = local_app();
+    let peer = PeerLayer::new(StickyConfig::new(keys.clone()), "app-1", [("app-2", at)]).layer(app);
+    // Answered by the layer: the local mock, never answered, would hang.
+    let call = peer.oneshot(get("/cart", Some(&token_for(&keys, "app-2"))));
+    let res = tokio::time::timeout(Duration::from_secs(5), call)
+        .await
+        .expect("answered by the layer")
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
+    let a = res.extensions().get::<Affinity>().unwrap();
+    assert_eq!(a.backend(), Some("app-2"));
+    assert_eq!(body_text(res).await, "the backend failed to answer\n");
+    let called = tokio::time::timeout(Duration::from_millis(100), h.next_request()).await;
+    assert!(
+        !matches!(called, Ok(Some(_))),
+        "not served here after it may have been served"
+    );
+}
+
+#[tokio::test]
 async fn hop_markers_forged_or_replayed_by_a_client_are_refused() {
     let keys = KeyRing::generate();
     // "app-3" as app-1 sees it: a raw socket that captures the forwarded head.
@@ -234,12 +290,12 @@ async fn hop_markers_forged_or_replayed_by_a_client_are_refused() {
         String::from_utf8_lossy(&buf[..n]).to_string()
     });
     let (app1, _h1) = local_app();
-    let app1 = PeerLayer::new(
+    let layer1 = PeerLayer::new(
         StickyConfig::new(keys.clone()),
         "app-1",
         [("app-3", addr3.as_str())],
-    )
-    .layer(app1);
+    );
+    let app1 = layer1.layer(app1);
     let res = app1
         .oneshot(get("/cart", Some(&token_for(&keys, "app-3"))))
         .await
@@ -269,12 +325,12 @@ async fn hop_markers_forged_or_replayed_by_a_client_are_refused() {
         }
     });
     let (app3, mut h3) = local_app();
-    let app3 = PeerLayer::new(
+    let layer3 = PeerLayer::new(
         StickyConfig::new(keys.clone()),
         "app-3",
         [("app-1", app1_addr.as_str())],
-    )
-    .layer(app3);
+    );
+    let app3 = layer3.layer(app3);
     let marked = |uri: &str, marker: &str| {
         let mut r = get(uri, Some(&token_for(&keys, "app-1")));
         r.headers_mut().insert(HOP_HEADER, marker.parse().unwrap());
@@ -304,6 +360,12 @@ async fn hop_markers_forged_or_replayed_by_a_client_are_refused() {
     let affinity = req.extensions().get::<Affinity>().unwrap();
     assert_eq!(affinity.outcome(), Outcome::Pinned);
     assert_eq!(affinity.backend(), Some("app-3"));
+    // Decided and counted once, on app-1, which it reached: app-3 took the
+    // decision from the marker and never read the (app-1) token it carried.
+    assert_eq!(layer1.stats().pinned(), 1);
+    let owner = layer3.stats();
+    assert_eq!(owner.pinned(), 0, "the owner decided again");
+    assert!(owner.backends().iter().all(|b| b.requests() == 0));
     let res = call.await.unwrap().unwrap();
     assert_eq!(res.status(), 200);
     assert!(
